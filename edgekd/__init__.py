@@ -1,0 +1,3 @@
+"""edgekd: from a recipe to distilled, deployable video action-recognition engines."""
+
+__version__ = "0.1.0"
