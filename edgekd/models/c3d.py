@@ -1,0 +1,144 @@
+"""C3D teacher and student of Ullah & Munir 2023 (Tables 1 and 2), after Tran et al. 2015.
+
+Both networks share one layout: eight 3x3x3 convolutions (padding 1) in five stages, max pooling
+after each stage, then two fully connected layers and the classifier. Only the widths differ:
+
+    teacher  conv 64-128-256-256-512-512-512-512, fc 4096-4096   (~78.4M params at 101 classes)
+    student  conv 16-32-32-32-64-64-128-128,      fc 2048-1024   (~7.3M  params at 101 classes)
+
+The original C3D pooling is kept: pool1 is (1,2,2) so early layers do not collapse time, pools 2-5
+are (2,2,2), and pool5 pads H and W by one so a 16x112x112 clip leaves a 1x4x4 map (fc6 sees 8192
+inputs for the teacher, 2048 for the student). Pooling uses ``ceil_mode`` so short or small clips
+still leave at least one cell; at the standard sizes this gives exactly the floor-mode shapes.
+fc6's width is derived from the input size the model is built for, so any T/H/W works.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+from edgekd.models import register_model
+
+TEACHER_WIDTHS = (64, 128, 256, 256, 512, 512, 512, 512)
+TEACHER_FC = (4096, 4096)
+STUDENT_WIDTHS = (16, 32, 32, 32, 64, 64, 128, 128)
+STUDENT_FC = (2048, 1024)
+# conv index after which each pool follows (conv1, conv2, conv3b, conv4b, conv5b)
+_POOL_AFTER = (0, 1, 3, 5, 7)
+_CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
+
+
+class C3D(nn.Module):
+    """Plain C3D. Input ``(N, C, T, H, W)``, output logits ``(N, num_classes)``.
+
+    Layer names follow the public Sports-1M ports (conv1..conv5b, fc6, fc7, fc8) so those
+    checkpoints map onto this module by name.
+    """
+
+    def __init__(
+        self,
+        num_classes: int,
+        *,
+        widths: Sequence[int] = TEACHER_WIDTHS,
+        fc: Sequence[int] = TEACHER_FC,
+        in_channels: int = 3,
+        input_size: Sequence[int] = (16, 112, 112),
+        dropout: float = 0.5,
+    ) -> None:
+        super().__init__()
+        if len(widths) != 8 or len(fc) != 2:
+            raise ValueError(f"C3D needs 8 conv widths and 2 fc widths, got {list(widths)} and {list(fc)}")
+        if len(input_size) != 3 or min(input_size) < 1:
+            raise ValueError(f"input_size must be (T, H, W) with positive sizes, got {tuple(input_size)}")
+        self.num_classes = num_classes
+        self.input_size = tuple(int(s) for s in input_size)
+        layers: dict[str, nn.Module] = {}
+        prev, dims = in_channels, self.input_size
+        for i, (name, width) in enumerate(zip(_CONV_NAMES, widths)):
+            layers[name] = nn.Conv3d(prev, width, kernel_size=3, padding=1)
+            layers[f"relu_{name}"] = nn.ReLU(inplace=True)
+            if i in _POOL_AFTER:
+                stage = _POOL_AFTER.index(i) + 1
+                layers[f"pool{stage}"], dims = _pool(stage, dims)
+            prev = width
+        self.features = nn.Sequential()
+        for name, layer in layers.items():
+            self.features.add_module(name, layer)
+        self.flat_features = self._flat_size(in_channels)
+        self.fc6 = nn.Linear(self.flat_features, fc[0])
+        self.fc7 = nn.Linear(fc[0], fc[1])
+        self.fc8 = nn.Linear(fc[1], num_classes)
+        self.dropout = nn.Dropout(dropout)
+        self.relu = nn.ReLU(inplace=True)
+
+    def _flat_size(self, in_channels: int) -> int:
+        """fc6's input width for this input size, found by a shape-only dry run on the meta device."""
+        probe = torch.zeros(1, in_channels, *self.input_size, device="meta")
+        with torch.no_grad():
+            out = self.features.to("meta")(probe)
+        self.features.to_empty(device="cpu")
+        _init_conv(self.features)
+        return int(out.numel())
+
+    def forward_features(self, x: torch.Tensor) -> torch.Tensor:
+        """Penultimate (fc7) activations: what feature-based distillation taps."""
+        x = self.features(x).flatten(1)
+        x = self.dropout(self.relu(self.fc6(x)))
+        return self.dropout(self.relu(self.fc7(x)))
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc8(self.forward_features(x))
+
+
+def _pool(stage: int, dims: tuple[int, ...]) -> tuple[nn.MaxPool3d, tuple[int, ...]]:
+    """The C3D pool of ``stage`` for an input of ``dims`` (T, H, W), and the output dims.
+
+    An axis already collapsed to size 1 is not pooled any further (kernel 1): PyTorch's ceil mode
+    would accept a kernel of 2 there, but ONNX consumers such as OpenVINO reject a kernel larger
+    than the (padded) input, and the result is the same single cell either way.
+    """
+    kernel = [1, 2, 2] if stage == 1 else [2, 2, 2]
+    padding = [0, 1, 1] if stage == 5 else [0, 0, 0]
+    for axis, size in enumerate(dims):
+        if size + 2 * padding[axis] < kernel[axis] or size == 1:
+            kernel[axis], padding[axis] = 1, 0
+    out = tuple(_ceil_pool_size(d, k, k, p) for d, k, p in zip(dims, kernel, padding))
+    pool = nn.MaxPool3d(kernel_size=tuple(kernel), stride=tuple(kernel), padding=tuple(padding), ceil_mode=True)
+    return pool, out
+
+
+def _ceil_pool_size(size: int, kernel: int, stride: int, pad: int) -> int:
+    """PyTorch's ceil-mode output size (the last window must start inside the input or left padding)."""
+    out = -(-(size + 2 * pad - kernel) // stride) + 1
+    if (out - 1) * stride >= size + pad:
+        out -= 1
+    return out
+
+
+def _init_conv(module: nn.Module) -> None:
+    """Kaiming init for convolutions (the meta dry run left them uninitialised)."""
+    for m in module.modules():
+        if isinstance(m, nn.Conv3d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+
+@register_model("c3d_teacher")
+def c3d_teacher(num_classes: int, *, input_size: Sequence[int] = (16, 112, 112), width_mult: float = 1.0, **kw: object) -> C3D:
+    """Ullah & Munir Table 1 (the original C3D widths); ``width_mult`` scales every layer."""
+    return C3D(num_classes, widths=_scale(TEACHER_WIDTHS, width_mult), fc=_scale(TEACHER_FC, width_mult), input_size=input_size, **kw)  # type: ignore[arg-type]
+
+
+@register_model("c3d_student")
+def c3d_student(num_classes: int, *, input_size: Sequence[int] = (16, 112, 112), width_mult: float = 1.0, **kw: object) -> C3D:
+    """Ullah & Munir Table 2: same depth as the teacher, about 11x fewer parameters."""
+    return C3D(num_classes, widths=_scale(STUDENT_WIDTHS, width_mult), fc=_scale(STUDENT_FC, width_mult), input_size=input_size, **kw)  # type: ignore[arg-type]
+
+
+def _scale(widths: Sequence[int], mult: float) -> tuple[int, ...]:
+    if mult <= 0:
+        raise ValueError(f"width_mult must be > 0, got {mult}")
+    return tuple(max(1, int(round(w * mult))) for w in widths)

@@ -1,0 +1,48 @@
+"""Parameter and multiply-accumulate counts.
+
+MACs are counted with forward hooks on the layers that do the arithmetic (convolutions and linear
+layers); pooling, ReLU and normalisation are a rounding error next to them and are left out, as in
+the usual "GMACs per clip" figures.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import torch
+import torch.nn as nn
+
+
+def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
+    return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
+
+
+@torch.no_grad()
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """MACs for one forward pass of a single input of shape ``(C, T, H, W)`` (batch 1)."""
+    total = 0
+
+    def conv_hook(m: nn.modules.conv._ConvNd, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        per_output = (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+        total += out.numel() * per_output
+
+    def linear_hook(m: nn.Linear, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
+        nonlocal total
+        total += out.numel() * m.in_features
+
+    handles = []
+    for m in model.modules():
+        if isinstance(m, nn.modules.conv._ConvNd):
+            handles.append(m.register_forward_hook(conv_hook))
+        elif isinstance(m, nn.Linear):
+            handles.append(m.register_forward_hook(linear_hook))
+    was_training = model.training
+    try:
+        model.eval()
+        model(torch.zeros(1, *input_shape))
+    finally:
+        for h in handles:
+            h.remove()
+        model.train(was_training)
+    return total
