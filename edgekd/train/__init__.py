@@ -1,0 +1,1 @@
+"""Training, distillation and evaluation of PyTorch models."""

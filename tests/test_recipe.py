@@ -1,0 +1,77 @@
+"""Strict typed recipes: every error at once, each with its dotted path."""
+
+from pathlib import Path
+
+import pytest
+
+from edgekd.recipe import RecipeError, load_recipe, parse_recipe
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def test_shipped_recipes_load():
+    for p in sorted((REPO / "recipes").glob("*.yaml")):
+        r = load_recipe(p)
+        assert r.name
+
+
+def test_defaults_follow_the_paper():
+    r = parse_recipe({"name": "x"})
+    assert r.teacher.model == "c3d_teacher" and r.student.model == "c3d_student"
+    assert r.student.optimizer == "adam" and r.student.lr == 1e-4
+    assert r.data.clip_len == 16 and r.data.crop == (112, 112)
+    assert r.bench.reference_cpu_mhz == 2500.0
+
+
+def test_unknown_keys_are_named_with_suggestion_and_all_reported():
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "distill": {"temprature": 3}, "data": {"crop": [1, 2, 3], "source": "ucf"},
+                      "teacher": {"epochs": "ten"}, "benchh": {}})
+    msg = str(e.value)
+    assert "distill.temprature: unknown key, did you mean distill.temperature?" in msg
+    assert "data.crop: expected 2 values" in msg
+    assert "data.source: 'ucf' is not one of" in msg and "did you mean 'ucf101'" in msg
+    assert "teacher.epochs: expected an integer, got 'ten'" in msg
+    assert "benchh: unknown key, did you mean bench?" in msg
+    assert len(e.value.errors) == 5
+
+
+def test_range_checks_name_field_and_value():
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "distill": {"alpha": 1.5, "temperature": 0}, "data": {"crop": [200, 200]}})
+    msg = str(e.value)
+    assert "distill.alpha: must be in [0, 1], got 1.5" in msg
+    assert "distill.temperature: must be > 0, got 0.0" in msg
+    assert "data.crop [200, 200] must fit inside data.resize [128, 171]" in msg
+
+
+def test_missing_name_and_root():
+    with pytest.raises(RecipeError, match="name: required key is missing"):
+        parse_recipe({})
+    with pytest.raises(RecipeError, match="data.root: required"):
+        parse_recipe({"name": "x", "data": {"source": "folder"}})
+
+
+def test_overrides_are_typed_and_checked(tmp_path):
+    p = tmp_path / "r.yaml"
+    p.write_text("name: r\ndistill:\n  temperature: 10\n")
+    r = load_recipe(p, ["distill.temperature=5", "data.crop=[56, 56]", "data.resize=[64, 85]"])
+    assert r.distill.temperature == 5.0 and r.data.crop == (56, 56)
+    with pytest.raises(RecipeError, match="distill.tau: unknown key"):
+        load_recipe(p, ["distill.tau=4"])
+
+
+def test_hash_changes_only_with_its_sections():
+    a = parse_recipe({"name": "x"})
+    b = parse_recipe({"name": "x", "distill": {"temperature": 5}})
+    assert a.section_hash("teacher") == b.section_hash("teacher")
+    assert a.section_hash("distill") != b.section_hash("distill")
+
+
+def test_missing_file_and_bad_yaml(tmp_path):
+    with pytest.raises(FileNotFoundError, match="recipe not found"):
+        load_recipe(tmp_path / "nope.yaml")
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("name: [unclosed\n")
+    with pytest.raises(RecipeError, match="invalid YAML"):
+        load_recipe(bad)
