@@ -14,9 +14,9 @@ from __future__ import annotations
 
 import hashlib
 import json
-import multiprocessing
 import os
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import numpy as np
@@ -107,11 +107,11 @@ class FrameCache:
         jobs = [(str(self.cache_dir), self.resize, str(p)) for p in todo]
         try:
             if workers > 0:
-                # spawn, not fork: a process that already ran OpenCV/OpenMP threads (the synthetic
-                # generator, torch) can deadlock a forked child on a lock held by a vanished thread.
-                ctx = multiprocessing.get_context("spawn")
-                with ctx.Pool(min(workers, len(todo)), initializer=_single_thread_cv2) as pool:
-                    for p, reason in pool.imap_unordered(_warm_one, jobs):
+                # Threads, not processes: OpenCV releases the GIL while decoding and resizing, so
+                # threads scale; and forked children of a process that already ran OpenCV/OpenMP
+                # threads can deadlock, while spawned ones re-import the caller's __main__.
+                with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                    for p, reason in pool.map(_warm_one, jobs):
                         _record(failures, p, reason, bar)
             else:
                 for job in jobs:
@@ -138,12 +138,6 @@ def _load(entry: Path) -> np.ndarray | None:
     if frames.dtype != np.uint8 or frames.ndim != 4 or frames.shape[-1] != 3 or frames.shape[0] == 0:
         return None
     return frames
-
-
-def _single_thread_cv2() -> None:
-    import cv2
-
-    cv2.setNumThreads(1)
 
 
 def _warm_one(job: tuple[str, tuple[int, int], str]) -> tuple[str, str | None]:

@@ -193,13 +193,6 @@ class ClipDataset(Dataset):
         return torch.from_numpy(np.stack([normalize_clip(c, self.spec) for c in raw])), label
 
 
-def _worker_init(_worker_id: int) -> None:
-    """Keep OpenCV single-threaded in workers (cache misses decode there) to avoid oversubscription."""
-    import cv2
-
-    cv2.setNumThreads(1)
-
-
 def make_loader(
     dataset: Dataset,
     *,
@@ -213,6 +206,10 @@ def make_loader(
 
     With ``workers == 0`` augmentation draws come from torch's global RNG: call
     ``torch.manual_seed`` as well for a fully reproducible run.
+
+    Workers are forked and only memory-map cached frames (the data stage decodes everything
+    first). They must not touch OpenCV's thread pool: after the parent has used it, even
+    ``cv2.setNumThreads`` in a forked child can deadlock on a lock held by a vanished thread.
     """
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")
@@ -227,5 +224,4 @@ def make_loader(
         persistent_workers=workers > 0,
         pin_memory=False,
         drop_last=drop_last,
-        worker_init_fn=_worker_init if workers > 0 else None,
     )

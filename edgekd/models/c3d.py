@@ -73,6 +73,12 @@ class C3D(nn.Module):
         self.fc8 = nn.Linear(fc[1], num_classes)
         self.dropout = nn.Dropout(dropout)
         self.relu = nn.ReLU(inplace=True)
+        # He init for the fully connected layers too. With PyTorch's default Linear init this
+        # 11-layer network without normalisation sat on a plateau at loss ln(K) for ~100 Adam
+        # steps at lr 1e-4; with He init a 32-clip overfit reached 91% (vs 62%) in 60 steps.
+        for layer in (self.fc6, self.fc7, self.fc8):
+            nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
+            nn.init.zeros_(layer.bias)
 
     def _flat_size(self, in_channels: int) -> int:
         """fc6's input width for this input size, found by a shape-only dry run on the meta device."""

@@ -82,11 +82,15 @@ class RunDir:
         return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
 
     def is_fresh(self, stage: str) -> bool:
+        """Finished with today's inputs: its key matches and every stage it consumes is fresh too
+        (so a changed ``distill`` section marks export, engines and bench stale before they run)."""
         rec = self.record(stage)
         try:
-            return rec is not None and rec.get("key") == self.key(stage)
+            if rec is None or rec.get("key") != self.key(stage):
+                return False
         except StageNotReady:
             return False
+        return all(self.is_fresh(up) for up in UPSTREAM[stage])
 
     def mark_done(self, stage: str, *, seconds: float, outputs: dict[str, Any]) -> None:
         write_json(self.stage_dir(stage) / "stage.json", {

@@ -1,0 +1,92 @@
+"""End-to-end: the tiny recipe through every stage (synthetic videos -> teacher -> students ->
+ONNX -> OpenVINO FP32/INT8 -> bench), then stage reuse."""
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+
+from edgekd.recipe import load_recipe
+from edgekd.stages.rundir import STAGES, RunDir
+from edgekd.stages.runner import run_pipeline
+
+REPO = Path(__file__).resolve().parents[1]
+ENGINES = ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_int8")
+MODELS = ("teacher", "student_scratch", "student_kd")
+
+
+@pytest.fixture(scope="module")
+def tiny_run(tmp_path_factory):
+    root = tmp_path_factory.mktemp("e2e")
+    recipe = load_recipe(REPO / "recipes" / "tiny.yaml",
+                         [f"runs_dir={root / 'runs'}", f"data.cache_dir={root / 'cache'}"])
+    return run_pipeline(recipe)
+
+
+@pytest.mark.slow
+def test_every_report_row_exists_with_finite_numbers(tiny_run):
+    report = json.loads((tiny_run.stage_dir("bench") / "report.json").read_text())
+    rows = {(r["model"], r["engine"]): r for r in report["rows"]}
+    assert set(rows) == {(m, e) for m in MODELS for e in ENGINES}
+    numeric = ("top1", "size_mb", "params_m", "gmacs", "p50_ms", "p90_ms", "throughput_clips_s",
+               "spf", "fps", "scaled_spf", "scaled_fps", "agree_fp32")
+    for key, row in rows.items():
+        for col in numeric:
+            assert isinstance(row[col], float) and math.isfinite(row[col]), (key, col, row[col])
+        assert 0.0 <= row["top1"] <= 1.0
+        assert row["p50_ms"] <= row["p90_ms"]
+        assert row["fps"] == pytest.approx(1.0 / row["spf"])
+    clock = report["meta"]["clock"]
+    scale = clock["used_mhz"] / clock["reference_mhz"]
+    assert rows[("student_kd", "openvino_fp32")]["scaled_spf"] == pytest.approx(rows[("student_kd", "openvino_fp32")]["spf"] * scale)
+    # the teacher is the bigger network in every size column
+    assert rows[("teacher", "pytorch_fp32")]["params_m"] > rows[("student_kd", "pytorch_fp32")]["params_m"]
+    assert rows[("teacher", "pytorch_fp32")]["gmacs"] > rows[("student_kd", "pytorch_fp32")]["gmacs"]
+    for m in MODELS:  # INT8 IR is smaller than the FP32 one
+        assert rows[(m, "openvino_int8")]["size_mb"] < 0.5 * rows[(m, "openvino_fp32")]["size_mb"]
+    for name in ("report.md", "report.csv"):
+        assert (tiny_run.stage_dir("bench") / name).stat().st_size > 0
+
+
+@pytest.mark.slow
+def test_int8_agrees_with_fp32_and_onnx_parity(tiny_run):
+    report = json.loads((tiny_run.stage_dir("bench") / "report.json").read_text())
+    for row in report["rows"]:
+        if row["engine"] == "openvino_int8":
+            assert row["agree_fp32"] >= 0.9, row
+        if row["engine"] in ("onnxruntime_fp32", "openvino_fp32"):
+            assert row["agree_fp32"] == 1.0, row
+    parity = json.loads((tiny_run.stage_dir("export") / "parity.json").read_text())
+    for m in MODELS:
+        assert parity[m]["max_abs_delta"] <= 1e-3
+        assert parity[m]["top1_agreement"] == 1.0
+        assert parity[m]["n_clips"] > 0
+
+
+@pytest.mark.slow
+def test_artifacts_and_metrics_are_written(tiny_run):
+    for m in MODELS:
+        lines = (tiny_run.stage_dir(m) / "metrics.jsonl").read_text().splitlines()
+        assert len(lines) == tiny_run.recipe.teacher.epochs if m == "teacher" else tiny_run.recipe.student.epochs
+        row = json.loads(lines[-1])
+        assert {"epoch", "train_loss", "val_top1", "clips_per_s"} <= set(row)
+        assert (tiny_run.stage_dir(m) / "ckpt.pt").is_file()
+    split = json.loads((tiny_run.stage_dir("data") / "split.json").read_text())
+    assert split["train"] and split["test"]
+    tensorrt = json.loads((tiny_run.stage_dir("engines") / "tensorrt.json").read_text())
+    assert tensorrt["status"] == "skipped" and tensorrt["reason"]
+    assert (tiny_run.root / "manifest.json").is_file()
+
+
+@pytest.mark.slow
+def test_rerun_reuses_stages_and_a_changed_key_invalidates_downstream(tiny_run, capsys):
+    run_pipeline(tiny_run.recipe)
+    out = capsys.readouterr().out
+    assert out.count("reused") == len(STAGES)
+    changed = RunDir(load_recipe(REPO / "recipes" / "tiny.yaml", [
+        f"runs_dir={tiny_run.recipe.runs_dir}", f"data.cache_dir={tiny_run.recipe.data.cache_dir}",
+        "distill.temperature=5"]))
+    fresh = {s: changed.is_fresh(s) for s in STAGES}
+    assert fresh == {"data": True, "teacher": True, "student_scratch": True, "student_kd": False,
+                     "export": False, "engines": False, "bench": False}
