@@ -58,3 +58,21 @@ def test_registry_suggests_close_name():
     assert {"c3d_teacher", "c3d_student"} <= set(list_models())
     with pytest.raises(KeyError, match="did you mean 'c3d_student'"):
         build_model("c3d_studnet", num_classes=3)
+
+
+@pytest.mark.parametrize("size", [(16, 32, 40), (5, 13, 17), (8, 56, 56)])
+def test_odd_sizes_export_to_onnx_with_the_same_shapes(tmp_path, size):
+    # Ceil-mode pooling once gave fc6 2048 inputs in PyTorch but 3072 in ONNX at 32x40.
+    import numpy as np
+    import onnxruntime as ort
+
+    from edgekd.export.onnx_export import export_onnx
+
+    m = build_model("c3d_student", num_classes=4, input_size=size, width_mult=0.5).eval()
+    path = export_onnx(m, (3, *size), tmp_path / "m.onnx")
+    x = torch.randn(2, 3, *size)
+    got = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"]).run(None, {"clip": x.numpy()})[0]
+    with torch.no_grad():
+        want = m(x).numpy()
+    assert got.shape == (2, 4)
+    assert np.abs(got - want).max() < 1e-4

@@ -8,8 +8,8 @@ after each stage, then two fully connected layers and the classifier. Only the w
 
 The original C3D pooling is kept: pool1 is (1,2,2) so early layers do not collapse time, pools 2-5
 are (2,2,2), and pool5 pads H and W by one so a 16x112x112 clip leaves a 1x4x4 map (fc6 sees 8192
-inputs for the teacher, 2048 for the student). Pooling uses ``ceil_mode`` so short or small clips
-still leave at least one cell; at the standard sizes this gives exactly the floor-mode shapes.
+inputs for the teacher, 2048 for the student). An axis already down to one cell is not pooled
+again, so short or small clips still work.
 fc6's width is derived from the input size the model is built for, so any T/H/W works.
 """
 
@@ -102,26 +102,19 @@ class C3D(nn.Module):
 def _pool(stage: int, dims: tuple[int, ...]) -> tuple[nn.MaxPool3d, tuple[int, ...]]:
     """The C3D pool of ``stage`` for an input of ``dims`` (T, H, W), and the output dims.
 
-    An axis already collapsed to size 1 is not pooled any further (kernel 1): PyTorch's ceil mode
-    would accept a kernel of 2 there, but ONNX consumers such as OpenVINO reject a kernel larger
-    than the (padded) input, and the result is the same single cell either way.
+    Floor mode, as in the original C3D, because ceil mode is not portable: PyTorch drops a last
+    window that starts in the padding, ONNX shape inference does not (at 32x40 fc6 then sees 2048
+    inputs in PyTorch and 3072 in ONNX). An axis already collapsed to size 1 is not pooled any
+    further (kernel 1), so short or small clips still work.
     """
     kernel = [1, 2, 2] if stage == 1 else [2, 2, 2]
     padding = [0, 1, 1] if stage == 5 else [0, 0, 0]
     for axis, size in enumerate(dims):
         if size + 2 * padding[axis] < kernel[axis] or size == 1:
             kernel[axis], padding[axis] = 1, 0
-    out = tuple(_ceil_pool_size(d, k, k, p) for d, k, p in zip(dims, kernel, padding))
-    pool = nn.MaxPool3d(kernel_size=tuple(kernel), stride=tuple(kernel), padding=tuple(padding), ceil_mode=True)
+    out = tuple((d + 2 * p - k) // k + 1 for d, k, p in zip(dims, kernel, padding))
+    pool = nn.MaxPool3d(kernel_size=tuple(kernel), stride=tuple(kernel), padding=tuple(padding))
     return pool, out
-
-
-def _ceil_pool_size(size: int, kernel: int, stride: int, pad: int) -> int:
-    """PyTorch's ceil-mode output size (the last window must start inside the input or left padding)."""
-    out = -(-(size + 2 * pad - kernel) // stride) + 1
-    if (out - 1) * stride >= size + pad:
-        out -= 1
-    return out
 
 
 def _init_conv(module: nn.Module) -> None:

@@ -50,6 +50,7 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
         if not force and rd.is_fresh(stage):
             print(f"{tag}: reused (inputs unchanged: {rd.stage_dir(stage) / 'stage.json'})", flush=True)
             continue
+        rd.key(stage)  # raises StageNotReady, naming the missing upstream stage, before any work
         print(f"{tag}: running", flush=True)
         start = time.perf_counter()
         outputs = _stage_fn(stage)(rd)

@@ -52,7 +52,6 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
     if role == "student_kd":
         loss_fn = _kd_loss(rd, ctx, cfg)
     out = rd.stage_dir(role)
-    torch.set_num_threads(max(1, torch.get_num_threads()))
 
     def on_best(m: nn.Module, row: dict[str, Any]) -> None:
         save_checkpoint(out / "ckpt.pt", m, model_name=cfg.model, model_kwargs=kwargs, classes=ctx.split.classes,
