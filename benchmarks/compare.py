@@ -17,7 +17,7 @@ def main(path: str) -> None:
         info = ex
     print(f"train step, batch {info.get('batch')}, input {info.get('input')}, {info.get('threads')} threads "
           f"({data['machine_info'].get('cpu', {}).get('brand_raw', '?')})")
-    print(f"| model | mode | median s/step | clips/s | speed-up vs fp32 |\n| --- | --- | --- | --- | --- |")
+    print("| model | mode | median s/step | clips/s | speed-up vs fp32 |\n| --- | --- | --- | --- | --- |")
     for model, modes in rows.items():
         base = modes.get("fp32")
         for mode, sec in modes.items():

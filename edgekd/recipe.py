@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import dataclasses
 import difflib
-import hashlib
-import json
 import types
 import typing
 from dataclasses import dataclass, field
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any, Literal
 
 import yaml
+
+from edgekd.utils.hashing import stable_hash
 
 
 class RecipeError(ValueError):
@@ -136,7 +136,7 @@ class Recipe:
         """Stable hash of the named sections (plus the seed): what a stage's reuse key is built from."""
         payload = {s: _jsonable(getattr(self, s)) for s in sections}
         payload["seed"] = self.seed
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(payload)
 
 
 def _jsonable(obj: Any) -> Any:

@@ -3,6 +3,7 @@ video once into the frame cache, and report every bad file at once."""
 
 from __future__ import annotations
 
+import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -61,8 +62,6 @@ def _make_synthetic(r: Recipe, root: Path) -> None:
     s = r.data.synthetic
     marker = root / "synth.json"
     if marker.is_file() and (root / "classInd.txt").is_file():
-        import json
-
         meta = json.loads(marker.read_text())
         wanted = {"seed": r.seed, "per_class": s.per_class, "num_frames": s.num_frames, "size": list(s.size)}
         if all(meta.get(k) == v for k, v in wanted.items()) and (s.classes is None or meta.get("classes") == list(s.classes)):

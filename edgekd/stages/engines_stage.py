@@ -4,8 +4,6 @@ where TensorRT or a CUDA GPU is absent. Every engine directory gets a sidecar ``
 
 from __future__ import annotations
 
-import hashlib
-from pathlib import Path
 from typing import Any
 
 from edgekd.engines.openvino_engine import build_openvino_fp32, build_openvino_int8
@@ -13,14 +11,7 @@ from edgekd.engines.tensorrt_engine import tensorrt_status
 from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import MODEL_ROLES, RunDir, package_versions
 from edgekd.utils.atomic import write_json
-
-
-def sha256_file(path: Path) -> str:
-    h = hashlib.sha256()
-    with path.open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+from edgekd.utils.hashing import sha256_file
 
 
 def run_engines(rd: RunDir) -> dict[str, Any]:

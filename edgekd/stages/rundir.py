@@ -8,7 +8,6 @@ after it, but not the teacher.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import platform
 import subprocess
@@ -20,6 +19,7 @@ from typing import Any
 from edgekd import __version__
 from edgekd.recipe import Recipe
 from edgekd.utils.atomic import write_json
+from edgekd.utils.hashing import stable_hash
 
 STAGES = ("data", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
 MODEL_ROLES = ("teacher", "student_scratch", "student_kd")
@@ -79,7 +79,7 @@ class RunDir:
                                     f"run `edgekd run` or the {up!r} stage")
             upstream[up] = rec["key"]
         payload = {"stage": stage, "recipe": self.recipe.section_hash(*_SECTIONS[stage]), "upstream": upstream}
-        return hashlib.sha256(json.dumps(payload, sort_keys=True).encode()).hexdigest()[:16]
+        return stable_hash(payload)
 
     def is_fresh(self, stage: str) -> bool:
         """Finished with today's inputs: its key matches and every stage it consumes is fresh too
