@@ -221,9 +221,8 @@ def make_loader(
         shuffle=shuffle,
         num_workers=workers,
         generator=gen,
-        # Not persistent: with forked workers a new pool per epoch costs ~0.1 s, while persistent
-        # workers left alive after their loader was dropped made a later step of the same
-        # process die with SIGSEGV (reproduced: the clip tests, then the end-to-end test).
+        # Not persistent: with forked workers a new pool per epoch costs ~0.1 s, and no worker
+        # outlives its loader (lingering workers were part of a SIGSEGV; see DEVELOPERS.md).
         persistent_workers=False,
         pin_memory=False,
         drop_last=drop_last,

@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import json
 import platform
-import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,9 +126,21 @@ def package_versions() -> dict[str, str]:
 
 
 def _git_commit() -> str | None:
-    try:
-        res = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, timeout=5,
-                             cwd=Path(__file__).resolve().parent)
-    except (OSError, subprocess.SubprocessError):
-        return None
-    return res.stdout.strip() or None
+    """HEAD's commit read from the .git directory (no subprocess: forking a process that holds
+    OpenVINO/ONNX Runtime/DataLoader threads crashed here)."""
+    for parent in Path(__file__).resolve().parents:
+        head = parent / ".git" / "HEAD"
+        if head.is_file():
+            ref = head.read_text().strip()
+            if not ref.startswith("ref: "):
+                return ref or None
+            target = parent / ".git" / ref[5:]
+            if target.is_file():
+                return target.read_text().strip() or None
+            packed = parent / ".git" / "packed-refs"
+            if packed.is_file():
+                for line in packed.read_text().splitlines():
+                    if line.endswith(" " + ref[5:]):
+                        return line.split()[0]
+            return None
+    return None
