@@ -83,7 +83,8 @@ def _kd_loss(rd: RunDir, ctx: DataContext, cfg: TrainConfig) -> LossFn:
     precision = resolve_precision(cfg.precision)
     alpha, temperature = rd.recipe.distill.alpha, rd.recipe.distill.temperature
 
-    def loss(student_logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor) -> torch.Tensor:
+    def loss(student_logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor,
+             extras: dict[str, Any]) -> torch.Tensor:
         with torch.no_grad(), autocast(precision):
             teacher_logits = teacher(clips).float()  # type: ignore[operator]
         return ullah_kd_loss(student_logits, teacher_logits, labels, alpha=alpha, temperature=temperature)
