@@ -4,9 +4,19 @@ Re-exported here so callers write ``from edgekd.data import read_ucf101, ClipDat
 (``edgekd.data.synth`` is imported explicitly by whoever needs synthetic data.)
 """
 
+from edgekd.data.augment import AugmentParams
 from edgekd.data.cache import CACHE_FORMAT_VERSION, FrameCache
-from edgekd.data.clips import ClipDataset, ClipSpec, make_loader, normalize_clip
+from edgekd.data.clips import (
+    ClipDataset,
+    ClipSpec,
+    make_loader,
+    normalize_clip,
+    normalize_flow,
+)
 from edgekd.data.decode import VideoDecodeError, read_video
+from edgekd.data.flow import FlowCache
+from edgekd.data.fractions import apply_fraction
+from edgekd.data.readers import read_dataset, read_hmdb51, read_ucf11, read_ucf50
 from edgekd.data.splits import (
     VIDEO_EXTENSIONS,
     DatasetSplit,
@@ -21,17 +31,25 @@ from edgekd.data.splits import (
 __all__ = [
     "CACHE_FORMAT_VERSION",
     "VIDEO_EXTENSIONS",
+    "AugmentParams",
     "ClipDataset",
     "ClipSpec",
     "DatasetSplit",
+    "FlowCache",
     "FrameCache",
     "SplitError",
     "VideoDecodeError",
     "VideoItem",
+    "apply_fraction",
     "load_split",
     "make_loader",
     "normalize_clip",
+    "normalize_flow",
+    "read_dataset",
     "read_folder_tree",
+    "read_hmdb51",
+    "read_ucf11",
+    "read_ucf50",
     "read_ucf101",
     "read_video",
     "save_split",

@@ -8,17 +8,24 @@ torch-free edge runtime can share it byte for byte.
 
 from __future__ import annotations
 
-import functools
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
+from edgekd.data.augment import AugmentParams, apply_photometric, draw_clip, flip_flow
 from edgekd.data.cache import FrameCache
+from edgekd.data.flow import FlowCache
 from edgekd.data.splits import DatasetSplit
+from edgekd.runtime.preprocess import (
+    normalize_clip,  # numpy-only, shared with deploy bundles
+)
 
 __all__ = [
+    "MODALITIES",
     "ClipDataset",
     "ClipSpec",
     "clip_starts",
@@ -26,6 +33,7 @@ __all__ = [
     "frame_indices",
     "make_loader",
     "normalize_clip",
+    "normalize_flow",
 ]
 
 
@@ -56,34 +64,6 @@ class ClipSpec:
         return (self.clip_len - 1) * self.frame_interval + 1
 
 
-def normalize_clip(frames_uint8: np.ndarray, spec: ClipSpec) -> np.ndarray:
-    """``(T, H, W, 3)`` uint8 RGB -> ``(3, T, H, W)`` float32 ``(x / 255 - mean) / std`` (numpy only).
-
-    Implemented as a per-channel 256-entry lookup table: the table is computed with exactly that
-    float32 formula, so results are bit-identical to it, at about twice the speed of elementwise
-    arithmetic (normalisation is the largest per-clip cost on a cache hit).
-    """
-    if frames_uint8.ndim != 4 or frames_uint8.shape[-1] != 3:
-        raise ValueError(f"expected (T, H, W, 3) frames, got shape {frames_uint8.shape}")
-    if frames_uint8.dtype != np.uint8:
-        raise ValueError(f"expected uint8 frames, got {frames_uint8.dtype}")
-    lut = _normalize_lut(tuple(spec.mean), tuple(spec.std))
-    planar = np.ascontiguousarray(frames_uint8.transpose(3, 0, 1, 2))
-    out = np.empty(planar.shape, dtype=np.float32)
-    for c in range(3):
-        out[c] = lut[c][planar[c]]
-    return out
-
-
-@functools.lru_cache(maxsize=8)
-def _normalize_lut(mean: tuple[float, ...], std: tuple[float, ...]) -> np.ndarray:
-    """``(3, 256)`` table of ``(v / 255 - mean[c]) / std[c]`` in float32."""
-    levels = np.arange(256, dtype=np.float32)[None, :] / np.float32(255.0)
-    lut = (levels - np.asarray(mean, np.float32)[:, None]) / np.asarray(std, np.float32)[:, None]
-    lut.setflags(write=False)
-    return lut
-
-
 def frame_indices(n_frames: int, start: int, spec: ClipSpec) -> np.ndarray:
     """Indices of one clip; videos shorter than the span loop (indices modulo ``n_frames``)."""
     if n_frames < 1:
@@ -105,15 +85,42 @@ def crop_box(height: int, width: int, spec: ClipSpec) -> tuple[int, int]:
     return (height - ch) // 2, (width - cw) // 2
 
 
+MODALITIES: tuple[str, ...] = ("rgb", "flow", "rgb+flow")
+
+
+def normalize_flow(flow_uint8: np.ndarray, mean: tuple[float, float], std: tuple[float, float]) -> np.ndarray:
+    """``(T, H, W, 2)`` uint8 flow code -> ``(2, T, H, W)`` float32 ``(u / 255 - mean) / std``.
+
+    A 256-entry table per channel, as ``normalize_clip`` does for RGB.
+    """
+    if flow_uint8.ndim != 4 or flow_uint8.shape[-1] != 2 or flow_uint8.dtype != np.uint8:
+        raise ValueError(f"expected (T, H, W, 2) uint8 flow, got {flow_uint8.shape} {flow_uint8.dtype}")
+    levels = np.arange(256, dtype=np.float32) / np.float32(255.0)
+    planar = np.ascontiguousarray(flow_uint8.transpose(3, 0, 1, 2))
+    out = np.empty(planar.shape, dtype=np.float32)
+    for c in range(2):
+        out[c] = ((levels - np.float32(mean[c])) / np.float32(std[c]))[planar[c]]
+    return out
+
+
 class ClipDataset(Dataset):
     """``(clip, label)`` pairs over one subset of a split, frames read from a ``FrameCache``.
 
-    Train: random temporal start, random crop (same for every frame), optional horizontal flip.
+    Train: random temporal start, random crop (same for every frame), optional horizontal flip and
+    the photometric augmentation of ``augment`` (``edgekd.data.augment``), all drawn once per clip.
     Eval: centre crop and ``clips_per_video`` evenly spaced windows (``(K, C, T, H, W)`` when K > 1).
 
-    Randomness comes from one draw of torch's RNG per sample (seeding a numpy Generator for that
-    sample), so it follows ``torch.manual_seed`` in the main process and the per-worker seeds that a
-    DataLoader derives from its generator in workers: the same loader seed gives the same batches.
+    ``modality``: ``"rgb"`` (3-channel clips), ``"flow"`` (2-channel flow clips from ``flow_cache``)
+    or ``"rgb+flow"`` (the RGB clip, with the flow of exactly the same frames, crop and flip in the
+    extras as ``"flow"``). With ``with_extras`` every sample is ``(clip, label, extras)``, extras
+    holding ``"clip_key"`` = ``(index in this subset, variant)``.
+
+    Randomness: with ``aug_variants=None`` one draw of torch's RNG per sample seeds a numpy Generator,
+    so sampling follows ``torch.manual_seed`` in the main process and the per-worker seeds a
+    DataLoader derives from its generator; the variant is -1 (not reproducible per video). With
+    ``aug_variants=V`` torch's RNG only picks ``v`` in ``[0, V)`` and every parameter derives from
+    ``(seed, index, v)``: the same (video, v) always gives the identical clip, so a teacher's outputs
+    can be cached by ``clip_key``.
     """
 
     def __init__(
@@ -126,11 +133,24 @@ class ClipDataset(Dataset):
         train: bool,
         hflip: bool = True,
         clips_per_video: int = 1,
+        augment: AugmentParams | None = None,
+        modality: str = "rgb",
+        flow_cache: FlowCache | None = None,
+        flow_norm: tuple[tuple[float, float], tuple[float, float]] = ((0.5, 0.5), (0.5, 0.5)),
+        aug_variants: int | None = None,
+        seed: int = 0,
+        with_extras: bool = False,
     ) -> None:
         if clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
         if train and clips_per_video != 1:
             raise ValueError("clips_per_video > 1 is an evaluation option; training samples one random clip")
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if modality != "rgb" and flow_cache is None:
+            raise ValueError(f"modality {modality!r} needs a flow cache (set data.flow in the recipe)")
+        if aug_variants is not None and aug_variants < 1:
+            raise ValueError(f"aug_variants must be >= 1 or None, got {aug_variants}")
         self.split = split
         self.subset = subset
         self.items = list(split.subset(subset))
@@ -139,6 +159,13 @@ class ClipDataset(Dataset):
         self.train = train
         self.hflip = hflip
         self.clips_per_video = clips_per_video
+        self.augment = augment or AugmentParams()
+        self.modality = modality
+        self.flow_cache = flow_cache
+        self.flow_norm = flow_norm
+        self.aug_variants = aug_variants
+        self.seed = seed
+        self.with_extras = with_extras
         ch, cw = spec.crop
         if ch > cache.resize[0] or cw > cache.resize[1]:
             raise ValueError(f"crop {spec.crop} is larger than the cached frame size {cache.resize}")
@@ -154,13 +181,32 @@ class ClipDataset(Dataset):
     def _frames(self, i: int) -> np.ndarray:
         return self.cache.get(self.split.path(self.items[i]))
 
+    def _flow(self, i: int) -> np.ndarray:
+        assert self.flow_cache is not None
+        return self.flow_cache.get(self.split.path(self.items[i]))
+
+    def _source(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """The cached RGB frames and/or flow this modality needs (memory-mapped, never decoded here)."""
+        rgb = self._frames(i) if self.modality != "flow" else None
+        flow = self._flow(i) if self.modality != "rgb" else None
+        if rgb is not None and flow is not None and rgb.shape[:3] != flow.shape[:3]:
+            raise ValueError(f"{self.split.path(self.items[i])}: flow {flow.shape[:3]} and frames {rgb.shape[:3]} "
+                             "are not aligned; re-run the data stage with --force")
+        return rgb, flow
+
     def raw_clip(self, i: int) -> np.ndarray:
         """The deterministic eval clip(s) of item ``i`` as uint8 before normalisation.
 
         ``(T, H, W, 3)`` when ``clips_per_video == 1``, else ``(K, T, H, W, 3)``; independent of
         ``train``. ``normalize_clip`` of it equals the eval ``__getitem__`` tensor.
         """
-        frames = self._frames(i)
+        return self._eval_windows(self._frames(i))
+
+    def raw_flow(self, i: int) -> np.ndarray:
+        """Flow counterpart of ``raw_clip``: ``(T, H, W, 2)`` or ``(K, T, H, W, 2)`` uint8 code."""
+        return self._eval_windows(self._flow(i))
+
+    def _eval_windows(self, frames: np.ndarray) -> np.ndarray:
         n, h, w, _ = frames.shape
         y, x = crop_box(h, w, self.spec)
         ch, cw = self.spec.crop
@@ -170,27 +216,73 @@ class ClipDataset(Dataset):
         ]
         return clips[0] if self.clips_per_video == 1 else np.stack(clips)
 
-    def _train_clip(self, i: int) -> np.ndarray:
-        rng = np.random.default_rng(int(torch.randint(0, 2**62, ()).item()))
-        frames = self._frames(i)
-        n, h, w, _ = frames.shape
-        ch, cw = self.spec.crop
-        start = int(rng.integers(0, max(0, n - self.spec.span) + 1))
-        y = int(rng.integers(0, h - ch + 1))
-        x = int(rng.integers(0, w - cw + 1))
-        clip = frames[frame_indices(n, start, self.spec), y : y + ch, x : x + cw]
-        if self.hflip and rng.random() < 0.5:
-            clip = clip[:, :, ::-1]
-        return np.ascontiguousarray(clip)
+    def _rng(self, i: int) -> tuple[np.random.Generator, int]:
+        """The generator of one training sample and its variant (-1: not reproducible per video)."""
+        if self.aug_variants is None:
+            return np.random.default_rng(int(torch.randint(0, 2**62, ()).item())), -1
+        v = int(torch.randint(0, self.aug_variants, ()).item())
+        return np.random.default_rng([self.seed, i, v]), v
 
-    def __getitem__(self, i: int) -> tuple[torch.Tensor, int]:
-        label = self.items[i].label
-        if self.train:
-            return torch.from_numpy(normalize_clip(self._train_clip(i), self.spec)), label
-        raw = self.raw_clip(i)
+    def _train_sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
+        """Augmented uint8 ``(T, H, W, 3)`` RGB and/or ``(T, H, W, 2)`` flow clips of one draw."""
+        rgb, flow = self._source(i)
+        ref = rgb if rgb is not None else flow
+        assert ref is not None
+        n, h, w, _ = ref.shape
+        d = draw_clip(rng, n_frames=n, height=h, width=w, span=self.spec.span, crop=self.spec.crop,
+                      hflip=self.hflip, params=self.augment)
+        idx = frame_indices(n, d.start, self.spec)
+        ch, cw = self.spec.crop
+        rgb_clip = flow_clip = None
+        if rgb is not None:
+            rgb_clip = rgb[idx, d.y : d.y + ch, d.x : d.x + cw]
+            if d.flip:
+                rgb_clip = rgb_clip[:, :, ::-1]
+            # no copy for the flip: normalisation gathers channel planes from any strided view
+            rgb_clip = apply_photometric(rgb_clip, d)
+        if flow is not None:
+            flow_clip = flow[idx, d.y : d.y + ch, d.x : d.x + cw]
+            flow_clip = flip_flow(flow_clip) if d.flip else np.ascontiguousarray(flow_clip)
+        return rgb_clip, flow_clip
+
+    def _train_clip(self, i: int) -> np.ndarray:
+        """One augmented uint8 training clip of the dataset's main modality (a fresh draw)."""
+        rgb, flow = self._train_sample(i, self._rng(i)[0])
+        out = rgb if rgb is not None else flow
+        assert out is not None
+        return out
+
+    def _norm_rgb(self, clip: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(normalize_clip(clip, self.spec))
+
+    def _norm_flow(self, clip: np.ndarray) -> torch.Tensor:
+        return torch.from_numpy(normalize_flow(clip, *self.flow_norm))
+
+    def _norm_eval(self, raw: np.ndarray, norm: Callable[[np.ndarray], torch.Tensor]) -> torch.Tensor:
         if self.clips_per_video == 1:
-            return torch.from_numpy(normalize_clip(raw, self.spec)), label
-        return torch.from_numpy(np.stack([normalize_clip(c, self.spec) for c in raw])), label
+            return norm(raw)
+        return torch.stack([norm(c) for c in raw])
+
+    def __getitem__(self, i: int) -> tuple[Any, ...]:
+        label = self.items[i].label
+        v = -1
+        if self.train:
+            rng, v = self._rng(i)
+            rgb_u8, flow_u8 = self._train_sample(i, rng)
+            rgb = None if rgb_u8 is None else self._norm_rgb(rgb_u8)
+            flow = None if flow_u8 is None else self._norm_flow(flow_u8)
+        else:
+            rgb = None if self.modality == "flow" else self._norm_eval(self.raw_clip(i), self._norm_rgb)
+            flow = None if self.modality == "rgb" else self._norm_eval(self.raw_flow(i), self._norm_flow)
+        clip = flow if self.modality == "flow" else rgb
+        extras: dict[str, torch.Tensor] = {}
+        if self.modality == "rgb+flow":
+            extras["flow"] = flow  # type: ignore[assignment]
+        if self.with_extras:
+            extras["clip_key"] = torch.tensor([i, v], dtype=torch.long)
+        if extras:
+            return clip, label, extras
+        return clip, label
 
 
 def make_loader(

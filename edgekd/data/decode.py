@@ -65,11 +65,15 @@ def read_video(path: str | Path, *, resize: tuple[int, int] | None = None) -> np
 
     ``resize`` is ``(H, W)``; each frame is resized with ``cv2.INTER_AREA`` (the right filter for
     downscaling, which is what a frame cache does). ``CAP_PROP_FRAME_COUNT`` is not trusted (it is an
-    estimate from the container and is wrong for many AVI/GIF files): frames are read until the
-    decoder stops.
+    estimate from the container, off by one for many AVI/MKV files): frames are read until the
+    decoder stops. It is used only to detect truncation: a file that decodes to well under the count
+    its header declares (under 95 %, less one frame) lost its tail, e.g. an interrupted download.
+    Frames of changing resolution are fine with ``resize`` (each is resized); the frame rate is not
+    used (clips are counted in frames).
 
     Raises:
-        VideoDecodeError: missing, empty, unopenable or frame-less file, or frames of changing size.
+        VideoDecodeError: missing, empty, unopenable, truncated or frame-less file, or frames of
+        changing size without ``resize``.
     """
     path = Path(path)
     size = _check_resize(resize)
@@ -78,11 +82,18 @@ def read_video(path: str | Path, *, resize: tuple[int, int] | None = None) -> np
     try:
         if not cap.isOpened():
             raise VideoDecodeError(path, "OpenCV could not open it (unsupported container/codec or corrupt file)")
-        frames = _read_all(cap, path, size)
+        declared = cap.get(cv2.CAP_PROP_FRAME_COUNT)
+        try:
+            frames = _read_all(cap, path, size)
+        except cv2.error as e:
+            raise VideoDecodeError(path, f"OpenCV error while decoding: {str(e).strip()}") from None
     finally:
         cap.release()
     if not frames:
         raise VideoDecodeError(path, "no frames could be decoded")
+    if declared > 0 and len(frames) < 0.95 * declared - 1:
+        raise VideoDecodeError(
+            path, f"truncated: decoded {len(frames)} of the {int(declared)} frames its header declares")
     return np.stack(frames)
 
 

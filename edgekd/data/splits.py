@@ -7,7 +7,10 @@ report can say where the split came from (``DatasetSplit.source``). Two readers 
 * ``read_ucf101``: the official UCF101 split files (``classInd.txt``, ``trainlistNN.txt``,
   ``testlistNN.txt``). UCF101 has no validation list, so one is carved from train, grouped by the
   ``_gXX_`` id because clips of one group come from the same long video and would leak.
-* ``read_folder_tree``: any ``root/<class>/<video>`` tree, split per class by seeded ratios.
+* ``read_folder_tree``: any ``root/<class>/<video>`` tree, split per class by seeded ratios,
+  optionally keeping groups (a regular expression on the file name) on one side.
+
+HMDB51, UCF11 and UCF50 readers live in ``edgekd.data.readers`` and reuse the helpers here.
 """
 
 from __future__ import annotations
@@ -16,7 +19,7 @@ import json
 import math
 import re
 from collections import defaultdict
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath, PureWindowsPath
 from typing import Any
@@ -34,11 +37,13 @@ __all__ = [
     "load_split",
     "read_folder_tree",
     "read_ucf101",
+    "resolve_local",
     "safe_rel",
     "save_split",
+    "split_groups",
 ]
 
-VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".gif", ".mov", ".webm")
+VIDEO_EXTENSIONS: tuple[str, ...] = (".avi", ".mp4", ".mkv", ".gif", ".mov", ".webm", ".mpg", ".mpeg", ".m4v")
 SUBSETS: tuple[str, ...] = ("train", "val", "test")
 _SPLIT_FORMAT = "edgekd.split/v1"
 _GROUP_RE = re.compile(r"_g(\d+)_c\d+", re.IGNORECASE)
@@ -201,11 +206,11 @@ def read_ucf101(
     test_listed = _read_list(test_file, index, classes)
     _check_disjoint(train_listed, test_listed, train_file, test_file)
 
-    train, missing = _resolve_local(root, train_listed)
-    test, missing_test = _resolve_local(root, test_listed)
+    train, missing = resolve_local(root, train_listed)
+    test, missing_test = resolve_local(root, test_listed)
     missing += missing_test
     if missing and on_missing == "error":
-        raise SplitError(_missing_message(root, missing, len(train_listed) + len(test_listed)))
+        raise SplitError(missing_message("UCF101", root, missing, len(train_listed) + len(test_listed)))
     train, val = carve_val(train, val_fraction=val_fraction, seed=seed)
     source = f"ucf101 split {split}, val carved {val_fraction:.0%} from train by group (seed {seed})"
     if missing:
@@ -290,7 +295,7 @@ def _check_disjoint(train: list[VideoItem], test: list[VideoItem], train_file: P
         raise SplitError(f"{len(both)} videos are in both {train_file} and {test_file}, e.g. {both[:5]}")
 
 
-def _resolve_local(root: Path, listed: list[VideoItem]) -> tuple[list[VideoItem], list[str]]:
+def resolve_local(root: Path, listed: list[VideoItem]) -> tuple[list[VideoItem], list[str]]:
     """Map listed names to files present under ``root``; unmatched listed names are returned as missing."""
     found: list[VideoItem] = []
     missing: list[str] = []
@@ -320,25 +325,27 @@ def _local_name(root: Path, rel: str, dir_cache: dict[str, dict[str, str]]) -> s
     return None
 
 
-def _missing_message(root: Path, missing: list[str], n_listed: int) -> str:
+def missing_message(dataset: str, root: Path, missing: list[str], n_listed: int) -> str:
+    """One error naming every listed-but-absent video (first 20 + a count), and the way out."""
     head = "\n  ".join(missing[:20])
     more = f"\n  ... and {len(missing) - 20} more" if len(missing) > 20 else ""
     return (
-        f"{len(missing)} of {n_listed} videos listed in the UCF101 split files are missing under {root} "
+        f"{len(missing)} of {n_listed} videos listed in the {dataset} split files are missing under {root} "
         f"(also tried other extensions: {', '.join(VIDEO_EXTENSIONS)}):\n  {head}{more}\n"
         "Pass on_missing='skip' to use only the videos present."
     )
 
 
 def carve_val(
-    train: list[VideoItem], *, val_fraction: float, seed: int
+    train: list[VideoItem], *, val_fraction: float, seed: int, group_fn: Callable[[str], str] = group_id
 ) -> tuple[list[VideoItem], list[VideoItem]]:
     """Move about ``val_fraction`` of each class's train videos to val, whole groups at a time.
 
     Per class: groups (``group_id``) are listed sorted, permuted by a generator seeded with
     ``(seed, label)`` (so one class's carve does not depend on which other classes exist), and moved
     to val until the target ``max(1, round(fraction * n))`` is reached (may overshoot by less than one
-    group). A class with a single group keeps it all in train.
+    group). A class with a single group keeps it all in train. ``group_fn`` maps a relative path to
+    its group key (UCF's ``_gXX_`` by default; HMDB51 groups by source movie).
     """
     if val_fraction <= 0:
         return list(train), []
@@ -347,14 +354,15 @@ def carve_val(
         by_class[it.label].append(it)
     val_rels: set[str] = set()
     for label, items in sorted(by_class.items()):
-        val_rels.update(_carve_class(items, label, val_fraction, seed))
+        val_rels.update(_carve_class(items, label, val_fraction, seed, group_fn))
     return [i for i in train if i.rel not in val_rels], [i for i in train if i.rel in val_rels]
 
 
-def _carve_class(items: list[VideoItem], label: int, fraction: float, seed: int) -> set[str]:
+def _carve_class(items: list[VideoItem], label: int, fraction: float, seed: int,
+                 group_fn: Callable[[str], str]) -> set[str]:
     groups: dict[str, list[str]] = defaultdict(list)
     for it in items:
-        groups[group_id(it.rel)].append(it.rel)
+        groups[group_fn(it.rel)].append(it.rel)
     keys = sorted(groups)
     if len(keys) < 2:
         return set()
@@ -384,37 +392,127 @@ def read_folder_tree(
     ratios: tuple[float, float, float] = (0.7, 0.2, 0.1),
     seed: int = 0,
     extensions: Sequence[str] = VIDEO_EXTENSIONS,
+    group_regex: str | None = None,
 ) -> DatasetSplit:
     """Split ``root/<class>/**/<video>`` per class into train/val/test by ``ratios``.
 
     Deterministic: files are listed sorted, then permuted by a generator seeded with ``(seed, label)``.
     Every class keeps at least one train video and, when it has at least 3 videos, at least one val and
     one test video (for non-zero ratios), so per-class metrics exist on every subset.
+
+    ``group_regex`` (searched in each file name; its first capture group, or the whole match, is the
+    group key) keeps every group on one side: clips cut from one source video must not leak from
+    train into val/test. Every file must match, so a mistyped pattern is an error, not a silent
+    ungrouped split.
     """
     root = Path(root)
-    r_train, r_val, r_test = _check_ratios(ratios)
+    ratios = _check_ratios(ratios)
+    pattern = _compile_group_regex(group_regex)
+    videos_by_class = list_class_videos(root, extensions)
+    group_fn = None
+    if pattern is not None:
+        unmatched = [rel for rels in videos_by_class.values() for rel in rels
+                     if pattern.search(PurePosixPath(rel).name) is None]
+        if unmatched:
+            raise SplitError(f"{len(unmatched)} file name(s) under {root} do not match group_regex "
+                             f"{group_regex!r}, e.g. {unmatched[:5]}")
+        group_fn = _regex_group_fn(pattern, root)
+    split = split_class_videos(root, videos_by_class, ratios=ratios, seed=seed, group_fn=group_fn)
+    r_train, r_val, r_test = ratios
+    split.source = f"folder tree, stratified {_pct(r_train)}/{_pct(r_val)}/{_pct(r_test)} (seed {seed})"
+    if group_regex is not None:
+        split.source += f", grouped by {group_regex!r}"
+    return split
+
+
+def list_class_videos(root: Path, extensions: Sequence[str] = VIDEO_EXTENSIONS) -> dict[str, list[str]]:
+    """``{class: sorted relative video paths}`` for every ``root/<class>/`` folder (hidden ones skipped)."""
     exts = {e.lower() if e.startswith(".") else f".{e.lower()}" for e in extensions}
     if not root.is_dir():
         raise SplitError(f"dataset root {root} is not a directory")
     class_dirs = sorted(p for p in root.iterdir() if p.is_dir() and not p.name.startswith("."))
     if not class_dirs:
         raise SplitError(f"dataset root {root} has no class sub-folders (expected root/<class>/<video>)")
-    classes = [d.name for d in class_dirs]
-    subsets: dict[str, list[VideoItem]] = {name: [] for name in SUBSETS}
-    for label, d in enumerate(class_dirs):
+    out: dict[str, list[str]] = {}
+    for d in class_dirs:
         videos = sorted(p.relative_to(root).as_posix() for p in d.rglob("*") if _is_video(p, exts))
         if not videos:
             raise SplitError(f"class folder {d} contains no videos with extensions {sorted(exts)}")
-        n_train, n_val, _ = _class_counts(len(videos), r_train, r_val, r_test)
-        perm = np.random.default_rng([seed, label]).permutation(len(videos))
-        picked = [videos[k] for k in perm]
-        parts = {"train": picked[:n_train], "val": picked[n_train : n_train + n_val], "test": picked[n_train + n_val :]}
+        out[d.name] = videos
+    return out
+
+
+def split_class_videos(
+    root: Path,
+    videos_by_class: dict[str, list[str]],
+    *,
+    ratios: tuple[float, float, float],
+    seed: int,
+    group_fn: Callable[[str], str] | None = None,
+) -> DatasetSplit:
+    """Stratified split of ``{class: videos}``; with ``group_fn`` whole groups move together."""
+    r_train, r_val, r_test = ratios
+    subsets: dict[str, list[VideoItem]] = {name: [] for name in SUBSETS}
+    for label, videos in enumerate(videos_by_class.values()):
+        if group_fn is None:
+            n_train, n_val, _ = _class_counts(len(videos), r_train, r_val, r_test)
+            perm = np.random.default_rng([seed, label]).permutation(len(videos))
+            picked = [videos[k] for k in perm]
+            parts = {"train": picked[:n_train], "val": picked[n_train : n_train + n_val],
+                     "test": picked[n_train + n_val :]}
+        else:
+            parts = split_groups(videos, group_fn, label=label, ratios=ratios, seed=seed)
         for name, rels in parts.items():
             subsets[name].extend(VideoItem(rel, label) for rel in sorted(rels))
-    source = (
-        f"folder tree, stratified {_pct(r_train)}/{_pct(r_val)}/{_pct(r_test)} (seed {seed})"
-    )
-    return DatasetSplit(root, classes, subsets["train"], subsets["val"], subsets["test"], source, [])
+    return DatasetSplit(root, list(videos_by_class), subsets["train"], subsets["val"], subsets["test"], "", [])
+
+
+def split_groups(
+    videos: Sequence[str], group_fn: Callable[[str], str], *, label: int,
+    ratios: tuple[float, float, float], seed: int,
+) -> dict[str, list[str]]:
+    """One class's videos into train/val/test, whole groups at a time.
+
+    Groups (sorted, then permuted by ``(seed, label)``) go one by one to the subset furthest below
+    its target video count (targets as in the ungrouped split). Train always keeps at least one
+    group; with fewer than 3 groups the held-out subsets may be empty.
+    """
+    groups: dict[str, list[str]] = defaultdict(list)
+    for rel in videos:
+        groups[group_fn(rel)].append(rel)
+    keys = sorted(groups)
+    n_train, n_val, n_test = _class_counts(len(videos), *ratios)
+    targets = {"test": n_test, "val": n_val, "train": n_train}  # dict order breaks ties: test first
+    parts: dict[str, list[str]] = {name: [] for name in SUBSETS}
+    for k in np.random.default_rng([seed, label]).permutation(len(keys)):
+        name = max(targets, key=lambda n: targets[n] - len(parts[n]))
+        parts[name].extend(groups[keys[k]])
+    if not parts["train"]:  # keep training data for every class: move back the smaller held-out group
+        donor = min((n for n in ("val", "test") if parts[n]), key=lambda n: len(parts[n]))
+        donor_groups = sorted({group_fn(r) for r in parts[donor]}, key=lambda g: len(groups[g]))
+        moved = set(groups[donor_groups[0]])
+        parts["train"] = sorted(moved)
+        parts[donor] = [r for r in parts[donor] if r not in moved]
+    return parts
+
+
+def _compile_group_regex(group_regex: str | None) -> re.Pattern[str] | None:
+    if group_regex is None:
+        return None
+    try:
+        return re.compile(group_regex)
+    except re.error as e:
+        raise ValueError(f"group_regex {group_regex!r} is not a valid regular expression: {e}") from None
+
+
+def _regex_group_fn(pattern: re.Pattern[str], root: Path) -> Callable[[str], str]:
+    def group_of(rel: str) -> str:
+        m = pattern.search(PurePosixPath(rel).name)
+        if m is None:
+            raise SplitError(f"{root / rel}: file name does not match group_regex {pattern.pattern!r}")
+        return f"{PurePosixPath(rel).parts[0]}/{m.group(1) if pattern.groups else m.group(0)}"
+
+    return group_of
 
 
 def _is_video(p: Path, exts: set[str]) -> bool:

@@ -1,5 +1,11 @@
 """Data stage: materialise the dataset (synthetic videos when asked), fix the split, decode every
-video once into the frame cache, and report every bad file at once."""
+video once into the frame cache (and its optical flow when asked), and report every bad file at once.
+
+Outputs in ``runs/<name>/data/``: ``split.json`` (the final lists, after skipping and the training
+fraction), ``report.json`` (listed-but-missing videos, bad videos with reasons, counts),
+``fraction.json`` (which training videos the class-balanced fraction kept) and ``flow.json`` (the
+optical-flow cost, ms per frame pair) when ``data.flow`` is set.
+"""
 
 from __future__ import annotations
 
@@ -7,16 +13,29 @@ import json
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from edgekd.data.augment import AugmentParams, normalization_for
 from edgekd.data.cache import FrameCache
-from edgekd.data.clips import ClipDataset, ClipSpec, make_loader
-from edgekd.data.splits import DatasetSplit, load_split, read_folder_tree, read_ucf101, save_split
-from edgekd.recipe import Recipe
+from edgekd.data.clips import MODALITIES, ClipDataset, ClipSpec, make_loader
+from edgekd.data.decode import VideoDecodeError
+from edgekd.data.flow import FlowCache
+from edgekd.data.fractions import apply_fraction
+from edgekd.data.readers import read_dataset
+from edgekd.data.splits import (
+    DatasetSplit,
+    VideoItem,
+    load_split,
+    read_ucf101,
+    save_split,
+)
+from edgekd.recipe import DataConfig, Recipe
 from edgekd.stages.rundir import RunDir
+from edgekd.utils.atomic import write_json
 
 
 class DataError(RuntimeError):
@@ -31,29 +50,101 @@ def dataset_root(rd: RunDir) -> Path:
     return Path(d.root).expanduser()
 
 
+def read_split(r: Recipe, root: Path) -> DatasetSplit:
+    """The split the recipe asks for (synthetic data is written in the UCF101 layout)."""
+    d = r.data
+    if d.source == "synthetic":
+        return read_ucf101(root, split=1, splits_dir=d.splits_dir, val_fraction=d.val_fraction, seed=r.seed,
+                           on_missing=d.on_missing)
+    return read_dataset(d.source, root, split=d.split, splits_dir=d.splits_dir, val_fraction=d.val_fraction,
+                        seed=r.seed, on_missing=d.on_missing, group_regex=d.group_regex)
+
+
 def run_data(rd: RunDir) -> dict[str, object]:
     r = rd.recipe
     d = r.data
+    out = rd.stage_dir("data")
     start = time.perf_counter()
     root = dataset_root(rd)
     if d.source == "synthetic":
         _make_synthetic(r, root)
-    if d.source in ("synthetic", "ucf101"):
-        split = read_ucf101(root, split=d.split if d.source == "ucf101" else 1, splits_dir=d.splits_dir,
-                            val_fraction=d.val_fraction, seed=r.seed, on_missing=d.on_missing)
-    else:
-        split = read_folder_tree(root, seed=r.seed)
-    if not split.train or not split.test:
-        raise DataError(f"{root}: the split has {len(split.train)} train and {len(split.test)} test videos; need both")
-    save_split(split, rd.stage_dir("data") / "split.json")
+    split = read_split(r, root)
     cache = FrameCache(d.cache_dir, resize=d.resize)
     items = split.train + split.val + split.test
-    failures = cache.warm([split.path(i) for i in items], workers=d.workers, desc="decode")
-    if failures:
-        lines = "\n".join(f"  {p}: {reason}" for p, reason in failures)
-        raise DataError(f"{len(failures)} video(s) could not be decoded:\n{lines}")
-    return {"root": str(root), "classes": len(split.classes), "train": len(split.train), "val": len(split.val),
-            "test": len(split.test), "missing": len(split.missing), "decode_s": round(time.perf_counter() - start, 2)}
+    paths = [split.path(i) for i in items]
+    bad = dict(cache.warm(paths, workers=d.workers, desc="decode"))
+    bad.update(_too_short(cache, [p for p in paths if p not in bad], min_frames=_min_frames(d)))
+    split = _drop_bad(split, bad, d.on_bad_video)
+    split, fraction = apply_fraction(split, d.fraction, seed=r.seed)
+    flow_stats = None
+    if d.flow != "none":
+        flow_cache = FlowCache(cache, d.flow)
+        kept = [split.path(i) for i in split.train + split.val + split.test]
+        flow_bad, flow_stats = flow_cache.warm(kept, workers=max(1, d.workers))
+        if flow_bad:
+            split = _drop_bad(split, dict(flow_bad), d.on_bad_video)
+            bad.update(flow_bad)
+        write_json(out / "flow.json", flow_stats)
+    if not split.train or not split.test:
+        raise DataError(f"{root}: the split has {len(split.train)} train and {len(split.test)} test videos; need both")
+    save_split(split, out / "split.json")
+    write_json(out / "fraction.json", fraction)
+    report = {
+        "source": split.source,
+        "root": str(root),
+        "missing": {"count": len(split.missing), "policy": d.on_missing, "videos": split.missing},
+        "bad_videos": {"count": len(bad), "policy": d.on_bad_video,
+                       "videos": [{"path": str(p), "reason": why} for p, why in bad.items()]},
+        "counts": {"classes": len(split.classes), "train": len(split.train), "val": len(split.val),
+                   "test": len(split.test)},
+    }
+    write_json(out / "report.json", report)
+    outputs: dict[str, object] = {
+        "root": str(root), "classes": len(split.classes), "train": len(split.train), "val": len(split.val),
+        "test": len(split.test), "missing": len(split.missing), "bad_skipped": len(bad),
+        "fraction": d.fraction, "decode_s": round(time.perf_counter() - start, 2)}
+    if flow_stats is not None:
+        outputs["flow_ms_per_pair"] = flow_stats["ms_per_pair"]
+    return outputs
+
+
+def _min_frames(d: DataConfig) -> int:
+    return max(d.min_frames, 2 if d.flow != "none" else 1)
+
+
+def _too_short(cache: FrameCache, paths: list[Path], *, min_frames: int) -> dict[Path, str]:
+    """Videos that decoded but have fewer than ``min_frames`` frames (a still saved as a video)."""
+    short: dict[Path, str] = {}
+    for p in paths:
+        try:
+            n = cache.get(p).shape[0]
+        except VideoDecodeError as e:
+            short[p] = e.reason
+            continue
+        if n < min_frames:
+            short[p] = f"too short: {n} frame(s), data.min_frames needs {min_frames}"
+    return short
+
+
+def _drop_bad(split: DatasetSplit, bad: dict[Path, str], policy: str) -> DatasetSplit:
+    """``error``: raise listing every bad file; ``skip``: the split without them.
+
+    Items are removed by identity, and each keeps the label it was listed with, so skipping can
+    never shift a label onto another clip.
+    """
+    if not bad:
+        return split
+    if policy == "error":
+        lines = "\n".join(f"  {p}: {reason}" for p, reason in bad.items())
+        raise DataError(f"{len(bad)} video(s) could not be used (data.on_bad_video: error; set it to skip "
+                        f"to drop them):\n{lines}")
+
+    def keep(items: list[VideoItem]) -> list[VideoItem]:
+        return [it for it in items if split.path(it) not in bad]
+
+    source = f"{split.source}; {len(bad)} bad video(s) skipped (see report.json)"
+    return DatasetSplit(split.root, split.classes, keep(split.train), keep(split.val), keep(split.test), source,
+                        split.missing)
 
 
 def _make_synthetic(r: Recipe, root: Path) -> None:
@@ -72,12 +163,20 @@ def _make_synthetic(r: Recipe, root: Path) -> None:
 
 @dataclass
 class DataContext:
-    """What training, export and bench stages need from the data stage's outputs."""
+    """What training, export and bench stages need from the data stage's outputs.
+
+    Loaders take a ``modality``: ``"rgb"``, ``"flow"`` (2-channel flow clips) or ``"rgb+flow"``
+    (batches ``(rgb, labels, {"flow": flow, ...})`` with flow of the same frames, crop and flip).
+    Training batches are always ``(clips, labels, extras)`` with ``extras["clip_key"]`` = ``(B, 2)``
+    ``(video index in the train subset, variant)``; the variant is -1 unless ``data.aug_variants``
+    is set (see ``ClipDataset``).
+    """
 
     recipe: Recipe
     split: DatasetSplit
     cache: FrameCache
     spec: ClipSpec
+    flow_cache: FlowCache | None = None
 
     @classmethod
     def load(cls, rd: RunDir) -> DataContext:
@@ -85,38 +184,86 @@ class DataContext:
         split_path = rd.stage_dir("data") / "split.json"
         if not split_path.is_file():
             raise FileNotFoundError(f"{split_path} is missing: run the data stage first")
-        spec = ClipSpec(clip_len=d.clip_len, frame_interval=d.frame_interval, crop=d.crop)
-        return cls(rd.recipe, load_split(split_path), FrameCache(d.cache_dir, resize=d.resize), spec)
+        norm = normalization_for(d.augment)
+        spec = ClipSpec(clip_len=d.clip_len, frame_interval=d.frame_interval, crop=d.crop,
+                        mean=norm["rgb_mean"], std=norm["rgb_std"])  # type: ignore[arg-type]
+        cache = FrameCache(d.cache_dir, resize=d.resize)
+        flow = FlowCache(cache, d.flow) if d.flow != "none" else None
+        return cls(rd.recipe, load_split(split_path), cache, spec, flow)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
         return (3, self.spec.clip_len, *self.spec.crop)
 
-    def input_spec(self) -> dict[str, object]:
+    def input_spec(self, modality: str = "rgb") -> dict[str, object]:
+        """The model-input contract saved in checkpoints: shape, normalisation and modality.
+
+        ``rgb``/``rgb+flow``: the RGB clip's mean/std (``rgb+flow`` adds ``flow_mean``/``flow_std``);
+        ``flow``: ``mean``/``std`` are the 2 flow channels' and ``color`` is ``"FLOW_XY"``.
+        """
+        self._check_modality(modality)
         d = self.recipe.data
-        return {"clip_len": d.clip_len, "frame_interval": d.frame_interval, "resize": list(d.resize),
-                "crop": list(d.crop), "mean": list(self.spec.mean), "std": list(self.spec.std), "layout": "NCTHW", "color": "RGB"}
+        norm = normalization_for(d.augment)
+        spec: dict[str, object] = {
+            "clip_len": d.clip_len, "frame_interval": d.frame_interval, "resize": list(d.resize), "crop": list(d.crop),
+            "mean": list(self.spec.mean), "std": list(self.spec.std), "layout": "NCTHW", "color": "RGB",
+            "modality": modality, "normalization": "activitynet_mean" if d.augment == "hu" else "kinetics"}
+        if modality == "flow":
+            spec.update(mean=list(norm["flow_mean"]), std=list(norm["flow_std"]), color="FLOW_XY")
+        if modality != "rgb":
+            spec.update(flow=d.flow, flow_bound=20.0)
+        if modality == "rgb+flow":
+            spec.update(flow_mean=list(norm["flow_mean"]), flow_std=list(norm["flow_std"]))
+        return spec
 
-    def dataset(self, subset: str, *, train: bool, clips_per_video: int = 1) -> ClipDataset:
-        return ClipDataset(self.split, subset, self.cache, self.spec, train=train,
-                           hflip=self.recipe.data.hflip, clips_per_video=clips_per_video)
+    def _check_modality(self, modality: str) -> None:
+        if modality not in MODALITIES:
+            raise ValueError(f"modality must be one of {MODALITIES}, got {modality!r}")
+        if modality != "rgb" and self.flow_cache is None:
+            raise ValueError(f"modality {modality!r} needs optical flow: set data.flow (tvl1 or farneback) in the "
+                             "recipe and re-run the data stage")
 
-    def train_loader(self, batch_size: int) -> DataLoader:
-        return make_loader(self.dataset("train", train=True), batch_size=batch_size, shuffle=True,
+    def dataset(self, subset: str, *, train: bool, clips_per_video: int = 1, modality: str = "rgb") -> ClipDataset:
+        self._check_modality(modality)
+        d = self.recipe.data
+        a = d.augment_params
+        augment = AugmentParams(kind=d.augment if train else "none", jitter_p=a.jitter_p, brightness=a.brightness,
+                                contrast=a.contrast, saturation=a.saturation, hue=a.hue,
+                                grayscale_p=a.grayscale_p, blur_p=a.blur_p, blur_sigma=a.blur_sigma)
+        norm = normalization_for(d.augment)
+        return ClipDataset(self.split, subset, self.cache, self.spec, train=train, hflip=d.hflip,
+                           clips_per_video=clips_per_video, augment=augment, modality=modality,
+                           flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
+                           aug_variants=d.aug_variants if train else None, seed=self.recipe.seed, with_extras=train)
+
+    def train_loader(self, batch_size: int, modality: str = "rgb") -> DataLoader:
+        return make_loader(self.dataset("train", train=True, modality=modality), batch_size=batch_size, shuffle=True,
                            workers=self.recipe.data.workers, seed=self.recipe.seed, drop_last=False)
 
-    def eval_loader(self, subset: str, batch_size: int) -> DataLoader:
-        ds = self.dataset(subset, train=False, clips_per_video=self.recipe.data.eval_clips)
+    def eval_loader(self, subset: str, batch_size: int, modality: str = "rgb") -> DataLoader:
+        ds = self.dataset(subset, train=False, clips_per_video=self.recipe.data.eval_clips, modality=modality)
         return make_loader(ds, batch_size=batch_size, shuffle=False, workers=self.recipe.data.workers, seed=self.recipe.seed)
 
-    def eval_array(self, subset: str, *, clips_per_video: int = 1, limit: int | None = None) -> tuple[np.ndarray, np.ndarray]:
+    def eval_array(self, subset: str, *, clips_per_video: int = 1, limit: int | None = None,
+                   modality: str = "rgb") -> Any:
         """Deterministic eval clips as one float32 array: (N, C, T, H, W) for one clip per video,
-        (N, K, C, T, H, W) for K. Used for parity checks, calibration and engine accuracy."""
-        ds = self.dataset(subset, train=False, clips_per_video=clips_per_video)
+        (N, K, C, T, H, W) for K; C is 3 for ``rgb``, 2 for ``flow``. Used for parity checks,
+        calibration and engine accuracy. Returns ``(clips, labels)``, or ``(rgb, labels, flow)`` for
+        ``modality="rgb+flow"``."""
+        ds = self.dataset(subset, train=False, clips_per_video=clips_per_video, modality=modality)
         n = len(ds) if limit is None else min(limit, len(ds))
-        clips, labels = [], []
+        clips, flows, labels = [], [], []
         for i in range(n):
-            x, y = ds[i]
-            clips.append(x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x))
-            labels.append(int(y))
-        return np.stack(clips).astype(np.float32), np.asarray(labels, dtype=np.int64)
+            sample = ds[i]
+            clips.append(_np(sample[0]))
+            labels.append(int(sample[1]))
+            if modality == "rgb+flow":
+                flows.append(_np(sample[2]["flow"]))
+        x, y = np.stack(clips).astype(np.float32), np.asarray(labels, dtype=np.int64)
+        if modality == "rgb+flow":
+            return x, y, np.stack(flows).astype(np.float32)
+        return x, y
+
+
+def _np(x: Any) -> np.ndarray:
+    return x.numpy() if isinstance(x, torch.Tensor) else np.asarray(x)
