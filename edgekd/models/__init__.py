@@ -1,6 +1,19 @@
 """Model registry: build any registered network by name with explicit keyword arguments.
 
 Models never see the recipe; the stage code turns recipe fields into constructor arguments.
+
+Every factory takes ``num_classes`` and the keywords ``input_size`` (T, H, W; ignored by networks
+with global pooling), ``width_mult``, ``dropout`` and ``in_channels`` (2 for optical flow). Every
+model class names two modules, so distillation and transfer learning need no per-model code:
+``feature_path`` (its output, flattened, is the feature the classifier sees; tap it with a forward
+hook) and ``head_path`` (the classifier ``nn.Linear``), and has ``forward_features(x)`` returning
+that feature as ``(N, D)``.
+
+    family         names                                              file
+    C3D            c3d_teacher, c3d_student                           c3d.py
+    video ResNet   r3d_18, r3d_34, mc3_18, r2plus1d_18 (torchvision)  video_resnet.py
+    3D-ResNeXt     resnext3d_50, resnext3d_101, resnext3d_101_ce/_se,  resnext3d.py
+                   resnext3d_101_ce_res2 .. _res5 (one CE module, Hu Table 2)
 """
 
 from __future__ import annotations
@@ -41,4 +54,4 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
 
 
 # Importing the family modules registers their factories.
-from edgekd.models import c3d  # noqa: E402,F401
+from edgekd.models import c3d, resnext3d, video_resnet  # noqa: E402,F401

@@ -35,8 +35,11 @@ class C3D(nn.Module):
     """Plain C3D. Input ``(N, C, T, H, W)``, output logits ``(N, num_classes)``.
 
     Layer names follow the public Sports-1M ports (conv1..conv5b, fc6, fc7, fc8) so those
-    checkpoints map onto this module by name.
+    checkpoints map onto this module by name. ``in_channels`` is 3 for RGB, 2 for flow teachers.
     """
+
+    feature_path = "relu7"  # output (N, fc7 width): fc7's activations, the head's input before dropout
+    head_path = "fc8"
 
     def __init__(
         self,
@@ -67,12 +70,15 @@ class C3D(nn.Module):
         self.features = nn.Sequential()
         for name, layer in layers.items():
             self.features.add_module(name, layer)
-        self.flat_features = self._flat_size(in_channels)
+        # fc6's width from the pooled map size _pool computed (not a dry run: works on the meta device)
+        self.flat_features = prev * dims[0] * dims[1] * dims[2]
+        _init_conv(self.features)
         self.fc6 = nn.Linear(self.flat_features, fc[0])
         self.fc7 = nn.Linear(fc[0], fc[1])
         self.fc8 = nn.Linear(fc[1], num_classes)
-        self.dropout = nn.Dropout(dropout)
-        self.relu = nn.ReLU(inplace=True)
+        # one module per use (no shared ReLU/Dropout) so a forward hook on ``relu7`` fires once
+        self.relu6, self.drop6 = nn.ReLU(inplace=True), nn.Dropout(dropout)
+        self.relu7, self.drop7 = nn.ReLU(inplace=True), nn.Dropout(dropout)
         # He init for the fully connected layers too. With PyTorch's default Linear init this
         # 11-layer network without normalisation sat on a plateau at loss ln(K) for ~100 Adam
         # steps at lr 1e-4; with He init a 32-clip overfit reached 91% (vs 62%) in 60 steps.
@@ -80,23 +86,14 @@ class C3D(nn.Module):
             nn.init.kaiming_normal_(layer.weight, mode="fan_in", nonlinearity="relu")
             nn.init.zeros_(layer.bias)
 
-    def _flat_size(self, in_channels: int) -> int:
-        """fc6's input width for this input size, found by a shape-only dry run on the meta device."""
-        probe = torch.zeros(1, in_channels, *self.input_size, device="meta")
-        with torch.no_grad():
-            out = self.features.to("meta")(probe)
-        self.features.to_empty(device="cpu")
-        _init_conv(self.features)
-        return int(out.numel())
-
     def forward_features(self, x: torch.Tensor) -> torch.Tensor:
-        """Penultimate (fc7) activations: what feature-based distillation taps."""
+        """Penultimate (fc7) activations before dropout: what feature-based distillation taps."""
         x = self.features(x).flatten(1)
-        x = self.dropout(self.relu(self.fc6(x)))
-        return self.dropout(self.relu(self.fc7(x)))
+        x = self.drop6(self.relu6(self.fc6(x)))
+        return self.relu7(self.fc7(x))
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return self.fc8(self.forward_features(x))
+        return self.fc8(self.drop7(self.forward_features(x)))
 
 
 def _pool(stage: int, dims: tuple[int, ...]) -> tuple[nn.MaxPool3d, tuple[int, ...]]:
@@ -118,7 +115,7 @@ def _pool(stage: int, dims: tuple[int, ...]) -> tuple[nn.MaxPool3d, tuple[int, .
 
 
 def _init_conv(module: nn.Module) -> None:
-    """Kaiming init for convolutions (the meta dry run left them uninitialised)."""
+    """Kaiming (fan_out) init for the convolutions: C3D has no normalisation to rescue a poor init."""
     for m in module.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
@@ -126,15 +123,19 @@ def _init_conv(module: nn.Module) -> None:
 
 
 @register_model("c3d_teacher")
-def c3d_teacher(num_classes: int, *, input_size: Sequence[int] = (16, 112, 112), width_mult: float = 1.0, **kw: object) -> C3D:
+def c3d_teacher(num_classes: int, *, input_size: Sequence[int] | None = (16, 112, 112), width_mult: float = 1.0,
+                dropout: float = 0.5, in_channels: int = 3) -> C3D:
     """Ullah & Munir Table 1 (the original C3D widths); ``width_mult`` scales every layer."""
-    return C3D(num_classes, widths=_scale(TEACHER_WIDTHS, width_mult), fc=_scale(TEACHER_FC, width_mult), input_size=input_size, **kw)  # type: ignore[arg-type]
+    return C3D(num_classes, widths=_scale(TEACHER_WIDTHS, width_mult), fc=_scale(TEACHER_FC, width_mult),
+               input_size=input_size or (16, 112, 112), dropout=dropout, in_channels=in_channels)
 
 
 @register_model("c3d_student")
-def c3d_student(num_classes: int, *, input_size: Sequence[int] = (16, 112, 112), width_mult: float = 1.0, **kw: object) -> C3D:
+def c3d_student(num_classes: int, *, input_size: Sequence[int] | None = (16, 112, 112), width_mult: float = 1.0,
+                dropout: float = 0.5, in_channels: int = 3) -> C3D:
     """Ullah & Munir Table 2: same depth as the teacher, about 11x fewer parameters."""
-    return C3D(num_classes, widths=_scale(STUDENT_WIDTHS, width_mult), fc=_scale(STUDENT_FC, width_mult), input_size=input_size, **kw)  # type: ignore[arg-type]
+    return C3D(num_classes, widths=_scale(STUDENT_WIDTHS, width_mult), fc=_scale(STUDENT_FC, width_mult),
+               input_size=input_size or (16, 112, 112), dropout=dropout, in_channels=in_channels)
 
 
 def _scale(widths: Sequence[int], mult: float) -> tuple[int, ...]:

@@ -19,7 +19,10 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 @torch.no_grad()
 def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs for one forward pass of a single input of shape ``(C, T, H, W)`` (batch 1)."""
+    """MACs for one forward pass of a single input of shape ``(C, T, H, W)`` (batch 1).
+
+    The probe input is made on the model's device, so a model built on the ``meta`` device is
+    counted from shapes alone, without computing anything (fast even for ResNeXt-101)."""
     total = 0
 
     def conv_hook(m: nn.modules.conv._ConvNd, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
@@ -40,7 +43,8 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
     was_training = model.training
     try:
         model.eval()
-        model(torch.zeros(1, *input_shape))
+        device = next(iter(model.parameters()), torch.empty(0)).device
+        model(torch.zeros(1, *input_shape, device=device))
     finally:
         for h in handles:
             h.remove()
