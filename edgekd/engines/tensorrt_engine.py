@@ -4,15 +4,25 @@ TensorRT only exists on machines with an NVIDIA GPU (and is not installable on o
 boxes), so it is imported lazily, only when asked: importing :mod:`edgekd.engines` must work
 everywhere, and a missing TensorRT must surface as one clear :class:`TensorRTUnavailable`
 saying why, not as an ``ImportError`` from deep inside a benchmark.
+
+:class:`TensorRTEngine` is the benchmark/evaluation adapter over the torch-free runner that deploy
+bundles ship (:mod:`edgekd.runtime.tensorrt_runner`), so the engine measured here is the engine
+the device runs; :func:`check_tensorrt_parity` compares it with ONNX Runtime on the same clips.
 """
 
 from __future__ import annotations
 
 import importlib
 import os
+from pathlib import Path
 from types import ModuleType
+from typing import Any
 
-__all__ = ["TensorRTUnavailable", "require_tensorrt", "tensorrt_status"]
+import numpy as np
+
+from edgekd.engines.base import Engine, check_batch, check_logits
+
+__all__ = ["TensorRTEngine", "TensorRTUnavailable", "check_tensorrt_parity", "require_tensorrt", "tensorrt_status"]
 
 _NOT_INSTALLED = "TensorRT Python package not installed (pip install tensorrt on a machine with an NVIDIA GPU)"
 
@@ -60,3 +70,47 @@ def _cuda_gpu() -> tuple[bool, str]:
             f"torch.cuda.is_available() is False (torch {torch.__version__}, {build}, CUDA_VISIBLE_DEVICES={visible})",
         )
     return True, f"{torch.cuda.get_device_name(0)} ({torch.cuda.device_count()} visible)"
+
+
+class TensorRTEngine(Engine):
+    """A TensorRT plan behind the common :class:`Engine` interface.
+
+    Loading checks the sidecar first: a plan built for another TensorRT version or GPU raises
+    :class:`edgekd.runtime.tensorrt_runner.EngineMismatch` telling the user to rebuild.
+    """
+
+    def __init__(self, plan_path: str | Path, *, name: str | None = None) -> None:
+        require_tensorrt()
+        from edgekd.runtime.tensorrt_runner import TensorRTRunner
+
+        self.runner = TensorRTRunner(plan_path)
+        self.precision = str(self.runner.sidecar.get("precision"))
+        self.name = name or f"tensorrt_{self.precision}"
+
+    def infer(self, batch: np.ndarray) -> np.ndarray:
+        batch = check_batch(batch, self.name)
+        return check_logits(self.runner.infer(batch), batch.shape[0], self.name)
+
+    def describe(self) -> dict[str, Any]:
+        d = self.runner.describe()
+        return {"name": self.name, **d, "inference_precision_hint": self.precision, "threads": None}
+
+
+def check_tensorrt_parity(engine: Engine, onnx_path: str | Path, clips: np.ndarray, *,
+                          batch_size: int = 1) -> dict[str, Any]:
+    """Max |delta logit| and top-1 agreement of ``engine`` against ONNX Runtime CPU on ``clips``.
+
+    The ONNX reference is the FP32 export (or the Q/DQ model for an INT8 plan): a TensorRT engine
+    that disagrees with the graph it was built from has a build problem, not a quantization one.
+    """
+    from edgekd.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    reference = OnnxRuntimeEngine(onnx_path, name="onnxruntime_reference")
+    deltas, agree = [], 0
+    for i in range(0, len(clips), batch_size):
+        batch = np.ascontiguousarray(clips[i : i + batch_size], dtype=np.float32)
+        a, b = reference.infer(batch), engine.infer(batch)
+        deltas.append(float(np.abs(a - b).max()))
+        agree += int((a.argmax(1) == b.argmax(1)).sum())
+    return {"reference": str(onnx_path), "n_clips": len(clips), "max_abs_delta": max(deltas),
+            "top1_agreement": agree / len(clips)}

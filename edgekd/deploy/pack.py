@@ -1,0 +1,178 @@
+"""``edgekd pack``: turn a finished run into a self-contained deploy bundle (directory + .tar.gz).
+
+A bundle holds the model for its target, the labels, the preprocessing spec taken from the
+checkpoint's contract (T, resize, crop, mean/std, frame interval), the torch-free runtime package
+itself (``edgekd_runtime/``, copied from :mod:`edgekd.runtime`) and a manifest with the sha256 of
+every file and the versions it was made with. Nothing else from edgekd is needed on the device.
+
+* ``cpu``: the run's OpenVINO IR (``fp32`` or ``int8``) and ``requirements.txt`` for a slim box.
+* ``jetson``: the FP32 ONNX (and for ``int8`` the Q/DQ ONNX) plus ``build_engine.sh``, because a
+  TensorRT plan only runs on the TensorRT version and GPU that built it, so it is built on the device.
+
+Refuses stale inputs: the engines' sidecars must name the sha256 of the run's current ONNX export.
+"""
+
+from __future__ import annotations
+
+import platform
+import shutil
+import tarfile
+import time
+from dataclasses import dataclass
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import onnx
+
+from edgekd import __version__
+from edgekd.runtime import RUNTIME_FILES
+from edgekd.runtime.bundle import BUNDLE_FORMAT, MANIFEST, hash_tree, load_bundle
+from edgekd.runtime.preprocess import PreprocessSpec
+from edgekd.utils.atomic import atomic_dir, atomic_path, write_json
+from edgekd.utils.hashing import sha256_file
+
+__all__ = ["TARGETS", "PackError", "PackResult", "pack_bundle"]
+
+# target -> (accepted precisions, default)
+TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
+    "cpu": (("fp32", "int8"), "fp32"),
+    "jetson": (("fp32", "fp16", "int8"), "fp16"),
+}
+_TRT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_qdq"}
+_FILES = Path(__file__).with_name("files")
+_RUNTIME_SRC = Path(__file__).resolve().parents[1] / "runtime"
+
+
+class PackError(RuntimeError):
+    """The run lacks what the bundle needs (or it is stale); the message says which file and what to run."""
+
+
+@dataclass(frozen=True)
+class PackResult:
+    directory: Path
+    tarball: Path
+    manifest: dict[str, Any]
+
+
+def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = None, out: str | Path | None = None,
+                model: str = "student_kd") -> PackResult:
+    """Write ``<out>/`` and ``<out>.tar.gz`` for ``model`` of ``run_dir``; verifies the result before returning."""
+    run_dir = Path(run_dir)
+    if target not in TARGETS:
+        raise PackError(f"--target must be one of {sorted(TARGETS)}, got {target!r}")
+    accepted, default = TARGETS[target]
+    precision = precision or default
+    if precision not in accepted:
+        raise PackError(f"target {target!r} accepts precisions {accepted}, not {precision!r}")
+    if not run_dir.is_dir():
+        raise PackError(f"run directory not found: {run_dir}")
+    onnx_path = _require(run_dir / "export" / f"{model}.onnx", "run the export stage (edgekd export RECIPE)")
+    spec, classes, provenance = _contract(run_dir, model)
+    out = Path(out) if out else run_dir / "deploy" / f"{model}_{target}_{precision}"
+    with atomic_dir(out) as tmp:
+        if target == "cpu":
+            model_entry, built_with = _stage_cpu(tmp, run_dir, model, precision, onnx_path)
+        else:
+            model_entry, built_with = _stage_jetson(tmp, run_dir, model, precision, onnx_path)
+        write_json(tmp / "preprocess.json", spec.to_dict())
+        write_json(tmp / "labels.json", list(classes))
+        pkg = tmp / "edgekd_runtime"
+        pkg.mkdir()
+        for name in RUNTIME_FILES:
+            shutil.copy2(_RUNTIME_SRC / name, pkg / name)
+        shutil.copy2(_FILES / f"requirements-{target}.txt", tmp / "requirements.txt")
+        manifest = {
+            "format": BUNDLE_FORMAT,
+            "target": target,
+            "precision": precision,
+            "model": model_entry,
+            "preprocess": "preprocess.json",
+            "labels": "labels.json",
+            "run": "python -m edgekd_runtime . VIDEO  (or --camera 0), from inside this directory",
+            "source": {"run_dir": str(run_dir), "model": model, "onnx_sha256": sha256_file(onnx_path), **provenance},
+            "versions": {"edgekd": __version__, "python": platform.python_version(), **_versions(), **built_with},
+            "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
+            "files": hash_tree(tmp),
+        }
+        write_json(tmp / MANIFEST, manifest)
+        load_bundle(tmp)  # the bundle we ship must pass the check the device will run
+    tarball = out.with_name(out.name + ".tar.gz")
+    with atomic_path(tarball) as tmp_tar, tarfile.open(tmp_tar, "w:gz") as tar:
+        tar.add(out, arcname=out.name)
+    return PackResult(out, tarball, manifest)
+
+
+def _contract(run_dir: Path, model: str) -> tuple[PreprocessSpec, list[str], dict[str, Any]]:
+    """Input spec and classes from the model's checkpoint (its contract), cross-checked with the export."""
+    from edgekd.train.checkpoint import load_checkpoint
+
+    ckpt_path = _require(run_dir / model / "ckpt.pt", f"train the {model!r} model first")
+    ckpt = load_checkpoint(ckpt_path)
+    try:
+        spec = PreprocessSpec.from_dict(ckpt.input_spec)
+    except ValueError as exc:
+        raise PackError(f"{ckpt_path}: its input spec cannot be deployed: {exc}") from exc
+    if not ckpt.classes:
+        raise PackError(f"{ckpt_path}: the checkpoint names no classes")
+    return spec, list(ckpt.classes), {"checkpoint": str(ckpt_path), "checkpoint_metrics": ckpt.metrics}
+
+
+def _stage_cpu(tmp: Path, run_dir: Path, model: str, precision: str, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    src = run_dir / "engines" / model / f"openvino_{precision}"
+    xml = _require(src / "model.xml", f"run the engines stage with engines.openvino_{precision}: true")
+    sidecar = _fresh_sidecar(src / "engine.json", onnx_path)
+    (tmp / "model").mkdir()
+    for f in (xml, xml.with_suffix(".bin")):
+        shutil.copy2(_require(f, "re-run the engines stage"), tmp / "model" / f.name)
+    shutil.copy2(src / "engine.json", tmp / "model" / "engine.json")
+    versions = {f"built_with_{k}": v for k, v in sidecar.get("versions", {}).items() if k in ("openvino", "nncf")}
+    return {"backend": "openvino", "file": "model/model.xml", "precision_hint": "f32"}, versions
+
+
+def _stage_jetson(tmp: Path, run_dir: Path, model: str, precision: str, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    (tmp / "model").mkdir()
+    shutil.copy2(onnx_path, tmp / "model" / "model.onnx")
+    source = "model/model.onnx"
+    if precision == "int8":
+        qdq_dir = run_dir / "engines" / model / "onnx_int8_qdq"
+        qdq = _require(qdq_dir / "model.onnx", "run the engines stage with engines.qdq_int8: true")
+        _fresh_sidecar(qdq_dir / "engine.json", onnx_path)
+        shutil.copy2(qdq, tmp / "model" / "model_int8_qdq.onnx")
+        shutil.copy2(qdq_dir / "engine.json", tmp / "model" / "model_int8_qdq.json")
+        source = "model/model_int8_qdq.onnx"
+    for script in ("build_engine.sh", "run.sh"):
+        shutil.copy2(_FILES / script, tmp / script)
+    graph = onnx.load(str(tmp / source), load_external_data=False).graph
+    dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
+    trt_precision = _TRT_PRECISION[precision]
+    entry = {"backend": "tensorrt", "file": source, "tensorrt_precision": trt_precision,
+             "engine": f"engines/model_{trt_precision}.plan", "build": "build_engine.sh",
+             "input": {"name": graph.input[0].name, "shape": dims}}
+    return entry, {"onnx_opset": str(next((o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), ""))}
+
+
+def _fresh_sidecar(path: Path, onnx_path: Path) -> dict[str, Any]:
+    import json
+
+    sidecar = json.loads(_require(path, "re-run the engines stage").read_text())
+    if sidecar.get("source_onnx_sha256") != sha256_file(onnx_path):
+        raise PackError(f"{path} was built from another ONNX than {onnx_path} (sha256 differs): the engines are "
+                        "stale, re-run the engines stage (edgekd engines RECIPE --force)")
+    return sidecar
+
+
+def _versions() -> dict[str, str]:
+    out = {}
+    for name in ("numpy", "onnx", "onnxruntime", "openvino", "opencv-contrib-python-headless"):
+        try:
+            out[name] = metadata.version(name)
+        except metadata.PackageNotFoundError:
+            out[name] = "absent"
+    return out
+
+
+def _require(path: Path, fix: str) -> Path:
+    if not path.is_file():
+        raise PackError(f"{path} is missing: {fix}")
+    return path

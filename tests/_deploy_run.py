@@ -1,0 +1,47 @@
+"""A minimal run directory for the deploy tests: a tiny untrained student, exported and converted.
+
+Built directly (checkpoint -> ONNX -> OpenVINO FP32 IR -> Q/DQ ONNX, each with the sidecar the
+engines stage writes) instead of running the pipeline, so pack/runtime tests take seconds.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from edgekd.engines.openvino_engine import build_openvino_fp32
+from edgekd.engines.qdq import build_qdq_int8
+from edgekd.export.onnx_export import export_onnx
+from edgekd.models import build_model
+from edgekd.train.checkpoint import save_checkpoint
+from edgekd.utils.atomic import write_json
+from edgekd.utils.hashing import sha256_file
+
+CLASSES = ["walk", "jumping_jack", "sit_down"]
+SPEC = {"clip_len": 4, "frame_interval": 2, "resize": [24, 30], "crop": [16, 16],
+        "mean": [0.43216, 0.394666, 0.37645], "std": [0.22803, 0.22145, 0.216989], "layout": "NCTHW", "color": "RGB"}
+
+
+def make_run(root: Path, *, qdq: bool = True, seed: int = 0) -> Path:
+    """``root`` laid out like ``runs/<name>`` for the student_kd model; returns ``root``."""
+    torch.manual_seed(seed)
+    t, (h, w) = SPEC["clip_len"], SPEC["crop"]
+    kwargs = {"input_size": [t, h, w], "width_mult": 0.25, "dropout": 0.0}
+    model = build_model("c3d_student", num_classes=len(CLASSES), **kwargs).eval()
+    save_checkpoint(root / "student_kd" / "ckpt.pt", model, model_name="c3d_student", model_kwargs=kwargs,
+                    classes=CLASSES, input_spec=SPEC, metrics={"test_top1": 0.0})
+    onnx_path = export_onnx(model, (3, t, h, w), root / "export" / "student_kd.onnx", opset=17, simplify=True)
+    sidecar = {"source_onnx": str(onnx_path), "source_onnx_sha256": sha256_file(onnx_path), "input_spec": SPEC,
+               "classes": CLASSES, "versions": {}}
+    d = root / "engines" / "student_kd" / "openvino_fp32"
+    build_openvino_fp32(onnx_path, d)
+    write_json(d / "engine.json", {**sidecar, "backend": "openvino", "precision": "fp32", "model": "model.xml"})
+    if qdq:
+        rng = np.random.default_rng(seed)
+        calib = [rng.standard_normal((1, 3, t, h, w), dtype=np.float32) for _ in range(8)]
+        d = root / "engines" / "student_kd" / "onnx_int8_qdq"
+        build_qdq_int8(onnx_path, calib, d / "model.onnx", subset_size=8)
+        write_json(d / "engine.json", {**sidecar, "backend": "onnxruntime", "precision": "int8", "format": "onnx_qdq"})
+    return root

@@ -1,0 +1,276 @@
+"""TensorRT builder and runner logic that needs no TensorRT: version gates, build plans, the
+calibration batch stream and calibrator, cache files, sidecars and mismatch checks, and the clear
+errors where TensorRT is absent. Tests marked ``tensorrt`` need TensorRT + a GPU and skip here."""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.engines.tensorrt_build import build_tensorrt_engines
+from edgekd.engines.tensorrt_engine import (
+    TensorRTEngine,
+    TensorRTUnavailable,
+    tensorrt_status,
+)
+from edgekd.runtime.tensorrt_build import (
+    BuildOptions,
+    CalibrationBatchStream,
+    CalibrationCache,
+    TensorRTFeatureUnavailable,
+    build_plan,
+    make_entropy_calibrator,
+    make_sidecar,
+    tensorrt_version_code,
+    timing_cache_path,
+)
+from edgekd.runtime.tensorrt_runner import (
+    EngineMismatch,
+    TensorRTRunner,
+    api_level,
+    check_sidecar,
+    parse_version,
+)
+
+HAS_TRT = importlib.util.find_spec("tensorrt") is not None
+
+
+# ----------------------------------------------------------------------------- version gates
+
+
+@pytest.mark.parametrize(
+    ("version", "expected"),
+    [("8.5.2.2", (8, 5, 2)), ("8.2.1.8", (8, 2, 1)), ("10.3.0.post1", (10, 3, 0)), ("10.0", (10, 0, 0)), ("9", (9, 0, 0))],
+)
+def test_parse_version(version: str, expected: tuple[int, int, int]) -> None:
+    assert parse_version(version) == expected
+
+
+def test_parse_version_rejects_nonsense() -> None:
+    with pytest.raises(ValueError, match="cannot parse"):
+        parse_version("unknown")
+
+
+def test_api_levels_by_version() -> None:
+    jp46, jp5, trt10, trt101 = (api_level(v) for v in ("8.2.1.8", "8.5.2.2", "10.0.1.6", "10.1.0"))
+    assert (jp46.tensor_io_api, jp5.tensor_io_api, trt10.tensor_io_api) == (False, True, True)
+    assert (jp5.explicit_batch_flag, trt10.explicit_batch_flag) == (True, False)
+    assert (jp5.strongly_typed, trt10.strongly_typed) == (False, True)
+    assert (jp46.memory_pool_api, jp5.memory_pool_api) == (False, True)
+    assert (trt10.implicit_int8_deprecated, trt101.implicit_int8_deprecated) == (False, True)
+
+
+def test_build_plan_flags_per_version() -> None:
+    jp5, trt10 = api_level("8.5.2.2"), api_level("10.3.0")
+    assert build_plan("fp32", jp5, has_calibrator=True).network_flags == ("EXPLICIT_BATCH",)
+    fp16 = build_plan("fp16", jp5, has_calibrator=True)
+    assert fp16.builder_flags == ("FP16",) and not fp16.calibrator
+    qdq8 = build_plan("int8_qdq", jp5, has_calibrator=True)
+    assert (qdq8.network_flags, qdq8.builder_flags) == (("EXPLICIT_BATCH",), ("INT8",))
+    qdq10 = build_plan("int8_qdq", trt10, has_calibrator=False)
+    assert (qdq10.network_flags, qdq10.builder_flags) == (("STRONGLY_TYPED",), ())
+    calib8 = build_plan("int8_calib", jp5, has_calibrator=True)
+    assert calib8.calibrator and calib8.builder_flags == ("INT8",) and calib8.notes == ()
+    calib10 = build_plan("int8_calib", trt10, has_calibrator=True)
+    assert calib10.calibrator and "deprecated" in calib10.notes[0]
+    with pytest.raises(TensorRTFeatureUnavailable, match="int8_qdq"):
+        build_plan("int8_calib", trt10, has_calibrator=False)
+    with pytest.raises(ValueError, match="precision"):
+        build_plan("int4", trt10, has_calibrator=True)
+
+
+def test_build_options_are_checked() -> None:
+    assert BuildOptions("fp16", (1, 4, 8), 512).batch == (1, 4, 8)
+    with pytest.raises(ValueError, match="min <= opt <= max"):
+        BuildOptions("fp16", (4, 2, 8))
+    with pytest.raises(ValueError, match="precision"):
+        BuildOptions("bf16")
+    with pytest.raises(ValueError, match="workspace_mb"):
+        BuildOptions("fp16", workspace_mb=0)
+
+
+# ----------------------------------------------------------------------------- calibration stream and calibrator
+
+
+def _clips(n: int) -> np.ndarray:
+    return np.arange(n * 3 * 2 * 4 * 4, dtype=np.float32).reshape(n, 3, 2, 4, 4)
+
+
+def test_calibration_stream_batches_in_order_and_drops_the_remainder() -> None:
+    clips = np.asfortranarray(_clips(10))  # not C-contiguous: the stream must fix that
+    stream = CalibrationBatchStream(clips, batch_size=4)
+    assert (len(stream), stream.dropped, stream.batch_shape) == (2, 2, (4, 3, 2, 4, 4))
+    assert stream.batch_nbytes == 4 * 3 * 2 * 4 * 4 * 4
+    batches = list(stream)
+    assert len(batches) == 2
+    for i, batch in enumerate(batches):
+        assert batch.dtype == np.float32 and batch.flags.c_contiguous and batch.shape == (4, 3, 2, 4, 4)
+        np.testing.assert_array_equal(batch, clips[4 * i : 4 * i + 4])
+    np.testing.assert_array_equal(next(iter(stream)), clips[:4])  # iterating again restarts
+
+
+def test_calibration_stream_rejects_bad_input() -> None:
+    with pytest.raises(ValueError, match="float32"):
+        CalibrationBatchStream(_clips(4).astype(np.float64), 2)
+    with pytest.raises(ValueError, match=r"\(N, C, T, H, W\)"):
+        CalibrationBatchStream(_clips(4)[0], 2)
+    with pytest.raises(ValueError, match="fewer than one batch"):
+        CalibrationBatchStream(_clips(3), 4)
+    with pytest.raises(ValueError, match="batch_size"):
+        CalibrationBatchStream(_clips(3), 0)
+
+
+class _FakeDevice:
+    """Stands in for CudaDevice: records what would be copied to the GPU."""
+
+    def __init__(self) -> None:
+        self.copies: list[tuple[int, np.ndarray]] = []
+        self.allocated: list[int] = []
+
+    def malloc(self, nbytes: int) -> int:
+        self.allocated.append(nbytes)
+        return 0xC0FFEE
+
+    def htod(self, ptr: int, array: np.ndarray) -> None:
+        self.copies.append((ptr, array.copy()))
+
+
+class _FakeCalibratorBase:
+    def __init__(self) -> None:
+        self.base_initialised = True
+
+
+def test_entropy_calibrator_serves_batches_then_signals_exhaustion(tmp_path: Path) -> None:
+    trt = types.SimpleNamespace(__version__="8.5.2.2", IInt8EntropyCalibrator2=_FakeCalibratorBase)
+    clips = _clips(9)
+    stream = CalibrationBatchStream(clips, batch_size=4)
+    cache = CalibrationCache(tmp_path / "calib.cache", trt.__version__)
+    device = _FakeDevice()
+    calib = make_entropy_calibrator(trt, stream, cache, device)
+    assert isinstance(calib, _FakeCalibratorBase) and calib.base_initialised
+    assert calib.get_batch_size() == 4 and device.allocated == [stream.batch_nbytes]
+    assert calib.get_batch(["clip"]) == [0xC0FFEE]
+    assert calib.get_batch(["clip"]) == [0xC0FFEE]
+    assert calib.get_batch(["clip"]) is None  # 9 clips = 2 full batches; the 9th is dropped
+    assert calib.batches_served == 2
+    np.testing.assert_array_equal(device.copies[0][1], clips[:4])
+    np.testing.assert_array_equal(device.copies[1][1], clips[4:8])
+    assert calib.read_calibration_cache() is None
+    payload = b"TRT-8502-EntropyCalibration2\nclip: 3c010a14\n"
+    calib.write_calibration_cache(memoryview(payload))
+    assert calib.read_calibration_cache() == payload
+    assert [p.name for p in tmp_path.iterdir()] == ["calib.cache"]  # atomic write left no temp file
+
+
+def test_entropy_calibrator_refused_when_tensorrt_dropped_it(tmp_path: Path) -> None:
+    trt = types.SimpleNamespace(__version__="11.0.0")
+    with pytest.raises(TensorRTFeatureUnavailable, match="int8_qdq"):
+        make_entropy_calibrator(trt, CalibrationBatchStream(_clips(2), 2), CalibrationCache(tmp_path / "c", "11.0.0"),
+                                _FakeDevice())
+
+
+def test_calibration_cache_ignores_other_versions_and_empty_files(tmp_path: Path) -> None:
+    assert (tensorrt_version_code("8.5.2.2"), tensorrt_version_code("8.6.1"), tensorrt_version_code("10.3.0")) == (
+        8502, 8601, 100300)
+    path = tmp_path / "calib.cache"
+    cache = CalibrationCache(path, "8.5.2.2")
+    assert cache.read() is None  # absent
+    path.write_bytes(b"")
+    assert cache.read() is None  # empty
+    path.write_bytes(b"TRT-8601-EntropyCalibration2\nclip: 3c010a14\n")
+    assert cache.read() is None  # another TensorRT version: recalibrate
+    path.write_bytes(b"TRT-8502-MinMaxCalibration\nclip: 3c010a14\n")
+    assert cache.read() is None  # another calibrator
+    good = b"TRT-8502-EntropyCalibration2\nclip: 3c010a14\n"
+    path.write_bytes(good)
+    assert cache.read() == good
+
+
+# ----------------------------------------------------------------------------- sidecar and mismatch
+
+
+def test_sidecar_records_versions_gpu_input_labels_and_onnx_hash(tmp_path: Path) -> None:
+    onnx = tmp_path / "model.onnx"
+    onnx.write_bytes(b"not really onnx, but hashed all the same")
+    options = BuildOptions("int8_qdq", (1, 2, 8), 256)
+    plan = build_plan("int8_qdq", api_level("10.3.0"), has_calibrator=False)
+    spec = {"clip_len": 4, "frame_interval": 2}
+    side = make_sidecar(onnx_path=onnx, precision="int8_qdq", plan=plan, options=options, tensorrt_version="10.3.0",
+                        cuda_version="12.6", gpu_name="Orin", compute_capability="8.7", input_name="clip",
+                        input_shape=(-1, 3, 4, 16, 16), input_spec=spec, labels=["a", "b"], build_seconds=1.234)
+    assert side["source_onnx_sha256"] == hashlib.sha256(onnx.read_bytes()).hexdigest()
+    assert (side["tensorrt_version"], side["cuda_version"]) == ("10.3.0", "12.6")
+    assert side["gpu"] == {"name": "Orin", "compute_capability": "8.7"}
+    assert side["input"] == {"name": "clip", "shape": [-1, 3, 4, 16, 16], "dtype": "float32"}
+    assert side["input_spec"] == spec and side["labels"] == ["a", "b"]
+    assert side["batch"] == {"min": 1, "opt": 2, "max": 8} and side["workspace_mb"] == 256
+    assert side["network_flags"] == ["STRONGLY_TYPED"] and side["build_seconds"] == 1.23
+
+
+def test_mismatched_plan_says_rebuild() -> None:
+    side = {"tensorrt_version": "8.5.2.2", "gpu": {"name": "Orin", "compute_capability": "8.7"}}
+    check_sidecar(side, tensorrt_version="8.5.2.2", gpu_name="Orin", compute_capability="8.7")  # same device: fine
+    with pytest.raises(EngineMismatch, match=r"TensorRT 8\.5\.2\.2 \(this device has 10\.3\.0\).*rebuild"):
+        check_sidecar(side, tensorrt_version="10.3.0", gpu_name="Orin", compute_capability="8.7")
+    with pytest.raises(EngineMismatch, match=r"compute capability 8\.7 \(this GPU: 9\.0\).*rebuild"):
+        check_sidecar(side, tensorrt_version="8.5.2.2", gpu_name="H100", compute_capability="9.0")
+
+
+def test_timing_cache_is_per_version_and_gpu(tmp_path: Path) -> None:
+    a = timing_cache_path(tmp_path, "8.5.2.2", "Orin (nvgpu)", "8.7")
+    b = timing_cache_path(tmp_path, "10.3.0", "Orin (nvgpu)", "8.7")
+    assert a.parent == tmp_path and a != b
+    assert a.name == "timing-trt8.5.2.2-sm8.7-orin--nvgpu.cache"
+
+
+# ----------------------------------------------------------------------------- without TensorRT
+
+
+@pytest.mark.skipif(HAS_TRT, reason="tensorrt is installed")
+def test_clear_errors_without_tensorrt(tmp_path: Path) -> None:
+    ok, reason = tensorrt_status()
+    assert not ok and "TensorRT" in reason
+    rows = build_tensorrt_engines(tmp_path / "m.onnx", None, tmp_path, precisions=("fp16", "int8_qdq"),
+                                  batch=(1, 1, 8), workspace_mb=64, timing_cache_dir=None, calibration=None,
+                                  parity_clips=_clips(2), input_spec={}, labels=["a"])
+    assert rows == {"fp16": {"status": "skipped", "reason": reason}, "int8_qdq": {"status": "skipped", "reason": reason}}
+    with pytest.raises(TensorRTUnavailable, match="not installed"):
+        TensorRTEngine(tmp_path / "model.plan")
+    plan = tmp_path / "model.plan"
+    plan.write_bytes(b"plan")
+    with pytest.raises(RuntimeError, match="TensorRT Python package not available"):
+        TensorRTRunner(plan)
+
+
+# ----------------------------------------------------------------------------- with TensorRT and a GPU
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp16", "int8_qdq"])
+def test_build_and_run_engine_matches_onnxruntime(tmp_path: Path, precision: str) -> None:
+    ok, reason = tensorrt_status()
+    if not ok:
+        pytest.skip(reason)
+    from _deploy_run import SPEC, make_run
+
+    from edgekd.engines.tensorrt_engine import check_tensorrt_parity
+
+    run = make_run(tmp_path / "run")
+    source = run / ("engines/student_kd/onnx_int8_qdq/model.onnx" if precision == "int8_qdq" else "export/student_kd.onnx")
+    rows = build_tensorrt_engines(run / "export/student_kd.onnx", run / "engines/student_kd/onnx_int8_qdq/model.onnx",
+                                  tmp_path / "trt", precisions=(precision,), batch=(1, 2, 4), workspace_mb=256,
+                                  timing_cache_dir=str(tmp_path / "cache"), calibration=None,
+                                  parity_clips=np.random.default_rng(0).standard_normal((4, 3, 4, 16, 16), dtype=np.float32),
+                                  input_spec=SPEC, labels=["a", "b", "c"])
+    row = rows[precision]
+    assert row["status"] == "built", row
+    assert row["parity"]["max_abs_delta"] < (0.05 if precision == "fp16" else 0.2)
+    assert list((tmp_path / "cache").iterdir()), "timing cache was not written"
+    engine = TensorRTEngine(row["plan"])
+    parity = check_tensorrt_parity(engine, source, np.zeros((4, 3, 4, 16, 16), np.float32), batch_size=4)
+    assert parity["top1_agreement"] == 1.0
