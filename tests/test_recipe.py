@@ -25,12 +25,12 @@ def test_defaults_follow_the_paper():
 
 def test_unknown_keys_are_named_with_suggestion_and_all_reported():
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"temprature": 3}, "data": {"crop": [1, 2, 3], "source": "ucf"},
+        parse_recipe({"name": "x", "distill": {"temprature": 3}, "data": {"crop": [1, 2, 3], "source": "ucf10"},
                       "teacher": {"epochs": "ten"}, "benchh": {}})
     msg = str(e.value)
     assert "distill.temprature: unknown key, did you mean distill.temperature?" in msg
     assert "data.crop: expected 2 values" in msg
-    assert "data.source: 'ucf' is not one of" in msg and "did you mean 'ucf101'" in msg
+    assert "data.source: 'ucf10' is not one of" in msg and "did you mean 'ucf101'" in msg
     assert "teacher.epochs: expected an integer, got 'ten'" in msg
     assert "benchh: unknown key, did you mean bench?" in msg
     assert len(e.value.errors) == 5
@@ -57,8 +57,8 @@ def test_overrides_are_typed_and_checked(tmp_path):
     p.write_text("name: r\ndistill:\n  temperature: 10\n")
     r = load_recipe(p, ["distill.temperature=5", "data.crop=[56, 56]", "data.resize=[64, 85]"])
     assert r.distill.temperature == 5.0 and r.data.crop == (56, 56)
-    with pytest.raises(RecipeError, match="distill.tau: unknown key"):
-        load_recipe(p, ["distill.tau=4"])
+    with pytest.raises(RecipeError, match="distill.tmperature: unknown key, did you mean distill.temperature"):
+        load_recipe(p, ["distill.tmperature=4"])
 
 
 def test_hash_changes_only_with_its_sections():
@@ -75,3 +75,55 @@ def test_missing_file_and_bad_yaml(tmp_path):
     bad.write_text("name: [unclosed\n")
     with pytest.raises(RecipeError, match="invalid YAML"):
         load_recipe(bad)
+
+
+def test_the_issue_example_and_ranges_for_t_alpha_fraction():
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "distill": {"temprature": 3}})
+    assert str(e.value).endswith("  - distill.temprature: unknown key, did you mean distill.temperature?")
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "distill": {"temperature": -1, "alpha": -0.1}, "data": {"fraction": 0}})
+    assert set(e.value.errors) == {"data.fraction: must be a percentage in (0, 100], got 0.0",
+                                   "distill.temperature: must be > 0, got -1.0",
+                                   "distill.alpha: must be in [0, 1], got -0.1"}  # all three at once
+    with pytest.raises(RecipeError, match=r"data.fraction: must be a percentage in \(0, 100\], got 150.0"):
+        parse_recipe({"name": "x", "data": {"fraction": 150}})
+    ok = parse_recipe({"name": "x", "distill": {"alpha": 0, "temperature": 0.5}, "data": {"fraction": 100}})
+    assert ok.distill.alpha == 0.0 and ok.data.fraction == 100.0
+
+
+def test_reliability_keys_are_typed():
+    r = parse_recipe({"name": "x", "deterministic": True, "student": {"lr_schedule": "cosine"}})
+    assert r.deterministic is True and r.student.lr_schedule == "cosine" and r.teacher.lr_schedule == "constant"
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "deterministic": "yes", "student": {"lr_schedule": "cosin"}})
+    assert "deterministic: expected true/false, got 'yes'" in str(e.value)
+    assert "student.lr_schedule: 'cosin' is not one of ['constant', 'cosine'], did you mean 'cosine'?" in str(e.value)
+
+
+def test_teacher_checkpoint_with_other_classes_or_inputs_is_refused_showing_both(tmp_path):
+    from types import SimpleNamespace
+
+    import torch.nn as nn
+
+    from edgekd.stages.rundir import RunDir
+    from edgekd.stages.train_stage import _kd_setup
+    from edgekd.train.checkpoint import save_checkpoint
+
+    rd = RunDir(parse_recipe({"name": "x", "runs_dir": str(tmp_path)}))
+    spec = {"clip_len": 8, "frame_interval": 1, "resize": [32, 42], "crop": [32, 32], "mean": [0.4, 0.4, 0.4],
+            "std": [0.2, 0.2, 0.2], "layout": "NCTHW", "color": "RGB", "modality": "rgb"}
+    ctx = SimpleNamespace(split=SimpleNamespace(classes=["sit_down", "walk"]), input_spec=lambda modality="rgb": dict(spec))
+
+    def teacher(classes, **spec_changes):
+        save_checkpoint(rd.stage_dir("teacher") / "ckpt.pt", nn.Linear(2, 2), model_name="c3d_teacher",
+                        model_kwargs={}, classes=classes, input_spec={**spec, **spec_changes}, metrics={})
+
+    teacher(["sit_down", "stand_up"])
+    with pytest.raises(ValueError) as e:
+        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2))
+    assert "teacher classes ['sit_down', 'stand_up'] differ from the dataset's ['sit_down', 'walk']" in str(e.value)
+    teacher(["sit_down", "walk"], crop=[28, 28])
+    with pytest.raises(ValueError) as e:
+        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2))
+    assert "crop: teacher [28, 28] vs student [32, 32]" in str(e.value)

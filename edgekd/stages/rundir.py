@@ -1,14 +1,22 @@
 """Run-directory bookkeeping: where each stage writes, and whether its output can be reused.
 
-A finished stage leaves ``<stage>/stage.json`` with a key: a hash of the recipe sections it reads
-and of the keys of the stages it consumes. Re-running a recipe compares keys and reuses a stage
-whose key is unchanged, so editing ``distill.temperature`` re-runs distillation and everything
-after it, but not the teacher.
+A finished stage leaves ``<stage>/stage.json``, its manifest: a key (a hash of the recipe sections
+it reads, of the keys of the stages it consumes and of the sha256 of their artifact files), the
+inputs that key was built from, the recipe hash, package versions and the git commit. Re-running a
+recipe compares keys and reuses a stage whose key is unchanged, so editing ``distill.temperature``
+re-runs distillation and everything after it, but not the teacher; replacing
+``teacher/ckpt.pt`` by hand re-runs every stage that reads it.
+
+Training stages also keep ``<stage>/last.pt`` (see ``edgekd.train.loop.ResumeSpec``) while they
+run, so a killed run resumes after the last finished epoch; it is deleted once the stage is done.
 """
 
 from __future__ import annotations
 
+import dataclasses
+import fnmatch
 import json
+import os
 import platform
 import time
 from dataclasses import dataclass
@@ -18,14 +26,15 @@ from typing import Any
 from edgekd import __version__
 from edgekd.recipe import Recipe
 from edgekd.utils.atomic import write_json
-from edgekd.utils.hashing import stable_hash
+from edgekd.utils.hashing import sha256_file, stable_hash
 
-STAGES = ("data", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
+STAGES = ("data", "pretrain", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
 MODEL_ROLES = ("teacher", "student_scratch", "student_kd")
 
 # recipe sections each stage reads, and the stages whose outputs it consumes
 _SECTIONS: dict[str, tuple[str, ...]] = {
     "data": ("data",),
+    "pretrain": ("pretrain", "student"),  # self-supervised pretraining of the student network
     "teacher": ("teacher",),
     "student_scratch": ("student",),
     "student_kd": ("student", "distill"),
@@ -35,6 +44,7 @@ _SECTIONS: dict[str, tuple[str, ...]] = {
 }
 UPSTREAM: dict[str, tuple[str, ...]] = {
     "data": (),
+    "pretrain": ("data",),
     "teacher": ("data",),
     "student_scratch": ("data",),
     "student_kd": ("data", "teacher"),
@@ -42,6 +52,34 @@ UPSTREAM: dict[str, tuple[str, ...]] = {
     "engines": ("data", "export"),
     "bench": ("data", *MODEL_ROLES, "export", "engines"),
 }
+
+# Files of a stage that downstream stages consume, as globs relative to its directory; their sha256
+# goes into every downstream key. A stage not listed here contributes all its files except the
+# bookkeeping ones below. (The data stage's synthetic videos are summarised by split.json and the
+# frame cache's own keys.)
+ARTIFACT_GLOBS: dict[str, tuple[str, ...]] = {
+    "data": ("split.json",),
+}
+RESUME_FILE = "last.pt"  # per-epoch resume checkpoint of a training stage, removed when it is done
+_BOOKKEEPING = ("stage.json", "manifest.json", RESUME_FILE, "metrics.jsonl", ".*")
+
+
+def upstream_of(recipe: Recipe, stage: str) -> tuple[str, ...]:
+    """``UPSTREAM[stage]``, plus ``pretrain`` for the students when ``pretrain.enabled`` (they start
+    from its weights then); with pretraining off their keys are what they were before it existed."""
+    ups = UPSTREAM[stage]
+    if stage in ("student_scratch", "student_kd") and recipe.pretrain.enabled:
+        ups = (*ups, "pretrain")
+    return ups
+
+
+def external_inputs(recipe: Recipe, stage: str) -> list[str]:
+    """Files outside the run directory that a stage reads (e.g. ``teacher.pretrained`` weights):
+    their sha256 joins the key, so replacing such a file re-runs the stage like a recipe edit."""
+    section = {"teacher": "teacher", "student_scratch": "student", "student_kd": "student"}.get(stage)
+    cfg = getattr(recipe, section, None) if section else None
+    path = getattr(cfg, "pretrained", None)
+    return [path] if path else []
 
 
 class StageNotReady(RuntimeError):
@@ -68,17 +106,43 @@ class RunDir:
         except json.JSONDecodeError:
             return None  # a damaged record means "not done"; the stage re-runs
 
-    def key(self, stage: str) -> str:
-        """Reuse key: recipe sections this stage reads + the recorded keys of its upstream stages."""
-        upstream = {}
-        for up in UPSTREAM[stage]:
+    def inputs(self, stage: str) -> dict[str, Any]:
+        """What ``stage`` consumes: the recipe sections' hash, and per upstream stage its recorded
+        key and the sha256 of each artifact file (so a file replaced by hand counts as a change)."""
+        upstream: dict[str, Any] = {}
+        for up in upstream_of(self.recipe, stage):
             rec = self.record(up)
             if rec is None:
                 raise StageNotReady(f"stage {stage!r} needs stage {up!r} first (no {self.stage_dir(up) / 'stage.json'}); "
                                     f"run `edgekd run` or the {up!r} stage")
-            upstream[up] = rec["key"]
-        payload = {"stage": stage, "recipe": self.recipe.section_hash(*_SECTIONS[stage]), "upstream": upstream}
-        return stable_hash(payload)
+            upstream[up] = {"key": rec["key"], "files": self.artifact_hashes(up)}
+        out = {"stage": stage, "recipe": self.recipe.section_hash(*_SECTIONS[stage]), "upstream": upstream}
+        external = {path: _cached_sha256(Path(path).expanduser()) for path in external_inputs(self.recipe, stage)
+                    if Path(path).expanduser().is_file()}
+        if external:  # only when present, so keys of recipes without such files are unchanged
+            out["external_files"] = external
+        return out
+
+    def key(self, stage: str) -> str:
+        """Reuse key: a hash of :meth:`inputs`."""
+        return stable_hash(self.inputs(stage))
+
+    def artifact_hashes(self, stage: str) -> dict[str, str]:
+        """sha256 of the stage's artifact files (``ARTIFACT_GLOBS``), by path relative to its directory."""
+        root = self.stage_dir(stage)
+        globs = ARTIFACT_GLOBS.get(stage)
+        out: dict[str, str] = {}
+        for path in sorted(root.rglob("*")) if root.is_dir() else ():
+            rel = path.relative_to(root).as_posix()
+            if not path.is_file() or any(part.startswith(".") for part in path.relative_to(root).parts):
+                continue
+            if globs is not None:
+                if not any(fnmatch.fnmatch(rel, g) for g in globs):
+                    continue
+            elif any(fnmatch.fnmatch(path.name, b) for b in _BOOKKEEPING):
+                continue
+            out[rel] = _cached_sha256(path)
+        return out
 
     def is_fresh(self, stage: str) -> bool:
         """Finished with today's inputs: its key matches and every stage it consumes is fresh too
@@ -89,28 +153,59 @@ class RunDir:
                 return False
         except StageNotReady:
             return False
-        return all(self.is_fresh(up) for up in UPSTREAM[stage])
+        # its own artifacts must still exist (a deleted checkpoint re-runs the stage; a replaced one
+        # is the user's choice and is kept, its new hash re-running the stages downstream)
+        if any(not (self.stage_dir(stage) / rel).is_file() for rel in rec.get("artifacts", {})):
+            return False
+        return all(self.is_fresh(up) for up in upstream_of(self.recipe, stage))
 
     def mark_done(self, stage: str, *, seconds: float, outputs: dict[str, Any]) -> None:
+        """Write the stage manifest and drop the resume checkpoint the finished stage no longer needs."""
+        inputs = self.inputs(stage)
         write_json(self.stage_dir(stage) / "stage.json", {
             "stage": stage,
-            "key": self.key(stage),
+            "key": stable_hash(inputs),
             "seconds": round(seconds, 2),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "outputs": outputs,
+            "inputs": inputs,
+            "artifacts": self.artifact_hashes(stage),
+            "recipe_hash": self.recipe_hash(),
+            "edgekd": __version__,
+            "python": platform.python_version(),
+            "packages": package_versions(),
+            "git_commit": _git_commit(),
         })
+        (self.stage_dir(stage) / RESUME_FILE).unlink(missing_ok=True)
+
+    def recipe_hash(self) -> str:
+        return self.recipe.section_hash(*(f.name for f in dataclasses.fields(self.recipe)
+                                          if dataclasses.is_dataclass(getattr(self.recipe, f.name))))
 
     def write_manifest(self) -> None:
         """Recipe, its hash, package versions and the git commit: what produced this run."""
         write_json(self.root / "manifest.json", {
             "recipe": self.recipe.to_dict(),
-            "recipe_hash": self.recipe.section_hash("data", "teacher", "student", "distill", "export", "engines", "bench"),
+            "recipe_hash": self.recipe_hash(),
             "edgekd": __version__,
             "python": platform.python_version(),
             "packages": package_versions(),
             "git_commit": _git_commit(),
             "machine": platform.machine(),
         })
+
+
+_SHA_CACHE: dict[tuple[str, int, int], str] = {}
+
+
+def _cached_sha256(path: Path) -> str:
+    """sha256 of a file, memoised on (path, size, mtime): keys are computed several times per run
+    and a teacher checkpoint is hundreds of MB."""
+    st = os.stat(path)
+    k = (str(path.resolve()), st.st_size, st.st_mtime_ns)
+    if k not in _SHA_CACHE:
+        _SHA_CACHE[k] = sha256_file(path)
+    return _SHA_CACHE[k]
 
 
 def package_versions() -> dict[str, str]:

@@ -34,10 +34,10 @@ def resolve_precision(precision: str) -> str:
     return precision
 
 
-def autocast(precision: str) -> contextlib.AbstractContextManager[object]:
-    """bf16 autocast on CPU, or nothing for fp32."""
+def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractContextManager[object]:
+    """bf16 autocast (on the CPU by default, or on ``device_type``), or nothing for fp32."""
     if precision == "bf16":
-        return torch.autocast("cpu", dtype=torch.bfloat16)
+        return torch.autocast(device_type, dtype=torch.bfloat16)
     return contextlib.nullcontext()
 
 

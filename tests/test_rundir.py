@@ -1,0 +1,114 @@
+"""Stage manifests and reuse: a stage re-runs when its inputs changed, including an upstream
+artifact replaced by hand, and not otherwise. Stage functions are replaced by fakes that write one
+file each, so the runner's bookkeeping is tested without training anything."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+
+from edgekd.recipe import parse_recipe
+from edgekd.stages import runner
+from edgekd.stages.rundir import RESUME_FILE, STAGES, UPSTREAM, RunDir
+
+
+def _downstream(stage: str) -> set[str]:
+    """Every stage that consumes ``stage``, directly or not."""
+    out: set[str] = set()
+    frontier = {stage}
+    while frontier:
+        frontier = {s for s in STAGES if set(UPSTREAM[s]) & frontier} - out
+        out |= frontier
+    return out
+
+
+@pytest.fixture
+def fake_stages(monkeypatch):
+    calls: list[str] = []
+
+    def make(stage: str):
+        def run(rd: RunDir) -> dict:
+            calls.append(stage)
+            d = rd.stage_dir(stage)
+            d.mkdir(parents=True, exist_ok=True)
+            name = "split.json" if stage == "data" else "artifact.bin"
+            (d / name).write_text(f"{stage} output")
+            (d / RESUME_FILE).write_bytes(b"resume state")  # a training stage's leftover
+            return {"wrote": name}
+        return run
+
+    monkeypatch.setattr(runner, "_stage_fn", make)
+    return calls
+
+
+def _recipe(tmp_path: Path, **over):
+    return parse_recipe({"name": "r", "runs_dir": str(tmp_path / "runs"), **over})
+
+
+def test_stage_manifest_records_inputs_hashes_versions_and_commit(tmp_path, fake_stages):
+    rd = runner.run_pipeline(_recipe(tmp_path))
+    assert fake_stages == list(STAGES)
+    for stage in STAGES:
+        rec = json.loads((rd.stage_dir(stage) / "stage.json").read_text())
+        assert rec["key"] == rd.key(stage)
+        assert rec["recipe_hash"] == rd.recipe_hash() and len(rec["recipe_hash"]) == 16
+        assert rec["packages"]["torch"].startswith("2.") and "python" in rec and "git_commit" in rec
+        assert set(rec["inputs"]["upstream"]) == set(UPSTREAM[stage])
+        for up, info in rec["inputs"]["upstream"].items():
+            up_rec = json.loads((rd.stage_dir(up) / "stage.json").read_text())
+            assert info["key"] == up_rec["key"]
+            assert info["files"] == up_rec["artifacts"]  # sha256 of what the upstream stage left
+            assert all(len(h) == 64 for h in info["files"].values())
+        assert not (rd.stage_dir(stage) / RESUME_FILE).exists()  # dropped once done
+    assert set(json.loads((rd.stage_dir("teacher") / "stage.json").read_text())["artifacts"]) == {"artifact.bin"}
+
+
+def test_unchanged_inputs_reuse_every_stage(tmp_path, fake_stages):
+    runner.run_pipeline(_recipe(tmp_path))
+    fake_stages.clear()
+    runner.run_pipeline(_recipe(tmp_path))
+    assert fake_stages == []
+
+
+def test_upstream_file_replaced_by_hand_reruns_its_consumers_only(tmp_path, fake_stages):
+    rd = runner.run_pipeline(_recipe(tmp_path))
+    (rd.stage_dir("teacher") / "artifact.bin").write_text("a teacher checkpoint from somewhere else")
+    assert rd.is_fresh("teacher")  # the user's replacement is kept, not overwritten
+    assert not rd.is_fresh("student_kd")
+    fake_stages.clear()
+    runner.run_pipeline(_recipe(tmp_path))
+    assert set(fake_stages) == _downstream("teacher") and "student_kd" in fake_stages
+    assert (rd.stage_dir("teacher") / "artifact.bin").read_text() == "a teacher checkpoint from somewhere else"
+
+
+def test_deleted_artifact_and_changed_section_rerun(tmp_path, fake_stages):
+    rd = runner.run_pipeline(_recipe(tmp_path))
+    (rd.stage_dir("export") / "artifact.bin").unlink()
+    assert not rd.is_fresh("export")
+    fake_stages.clear()
+    runner.run_pipeline(_recipe(tmp_path))
+    # keys follow content: the re-made file is byte-identical, so the stages after export are reused
+    assert fake_stages == ["export"]
+    fake_stages.clear()
+    runner.run_pipeline(_recipe(tmp_path, distill={"temperature": 4}))
+    assert set(fake_stages) == {"student_kd"} | _downstream("student_kd")
+
+
+def test_damaged_record_means_not_done(tmp_path, fake_stages):
+    rd = runner.run_pipeline(_recipe(tmp_path))
+    (rd.stage_dir("data") / "stage.json").write_text('{"stage": "da')  # a torn write (cannot happen atomically)
+    assert rd.record("data") is None and not rd.is_fresh("bench")
+
+
+def test_external_weights_file_is_an_input(tmp_path, fake_stages):
+    weights = tmp_path / "sports1m.pt"
+    weights.write_bytes(b"weights v1")
+    rd = runner.run_pipeline(_recipe(tmp_path, teacher={"pretrained": str(weights)}))
+    rec = json.loads((rd.stage_dir("teacher") / "stage.json").read_text())
+    assert list(rec["inputs"]["external_files"]) == [str(weights)]
+    weights.write_bytes(b"weights v2, replaced")
+    fake_stages.clear()
+    runner.run_pipeline(_recipe(tmp_path, teacher={"pretrained": str(weights)}))
+    assert "teacher" in fake_stages and "student_scratch" not in fake_stages
