@@ -10,16 +10,21 @@ from typing import Any
 
 import torch
 import torch.nn as nn
+from torch.utils.data import DataLoader
 
+from edgekd import distributed as dist
+from edgekd.distill.kd import KDSetup, build_kd, check_teacher_compatible
 from edgekd.models import build_model
 from edgekd.models.complexity import count_params
 from edgekd.recipe import TrainConfig
 from edgekd.stages.data_stage import DataContext
-from edgekd.stages.rundir import RunDir
+from edgekd.stages.rundir import RESUME_FILE, RunDir
 from edgekd.train.checkpoint import load_checkpoint, save_checkpoint
-from edgekd.train.losses import ullah_kd_loss
-from edgekd.train.loop import FitOptions, LossFn, cross_entropy_loss, evaluate, fit
-from edgekd.train.perf import autocast, resolve_precision, to_memory_format
+from edgekd.train.loop import FitOptions, ResumeSpec, cross_entropy_loss, evaluate, fit
+from edgekd.train.perf import resolve_precision
+from edgekd.utils.atomic import atomic_path
+from edgekd.utils.hashing import stable_hash
+from edgekd.utils.rng import deterministic_mode
 
 
 def seed_everything(seed: int) -> None:
@@ -39,54 +44,111 @@ def _config_for(rd: RunDir, role: str) -> TrainConfig:
 def build_for(cfg: TrainConfig, num_classes: int, ctx: DataContext) -> tuple[nn.Module, dict[str, Any]]:
     kwargs: dict[str, Any] = {"num_classes": num_classes, "input_size": [ctx.spec.clip_len, *ctx.spec.crop],
                               "width_mult": cfg.width_mult, "dropout": cfg.dropout}
-    return build_model(cfg.model, **kwargs), kwargs
+    if cfg.modality == "flow":  # 2-channel optical-flow clips (Hu et al.'s flow teacher)
+        kwargs["in_channels"] = 2
+    model = build_model(cfg.model, **kwargs)
+    if cfg.pretrained is not None:  # transfer learning: the checkpoint saved later needs only kwargs
+        from edgekd.models.pretrained import load_pretrained
+
+        freeze = "backbone" if cfg.freeze == ("backbone",) else list(cfg.freeze)
+        report = load_pretrained(model, cfg.pretrained, layout=cfg.pretrained_layout, freeze=freeze,
+                                 adapt_in_channels=cfg.pretrained_adapt_channels)
+        print(f"[{cfg.model}] {report.summary()}", flush=True)
+    return model, kwargs
 
 
 def run_train(rd: RunDir, role: str) -> dict[str, Any]:
-    """Train ``role`` (teacher | student_scratch | student_kd); keep the best checkpoint on val."""
+    """Train ``role`` (teacher | student_scratch | student_kd); keep the best checkpoint on val.
+
+    A network trains on its ``modality``. A KD student whose teacher has another modality (flow
+    teacher, RGB student: Hu et al.'s IMRS) trains on ``rgb+flow`` batches, the teacher reading
+    the aligned flow clips; the student is evaluated, and later deployed, on RGB alone.
+    """
     cfg = _config_for(rd, role)
     ctx = DataContext.load(rd)
     seed_everything(rd.recipe.seed)
     model, kwargs = build_for(cfg, len(ctx.split.classes), ctx)
-    loss_fn: LossFn = cross_entropy_loss
-    if role == "student_kd":
-        loss_fn = _kd_loss(rd, ctx, cfg)
+    if role != "teacher" and rd.recipe.pretrain.enabled:  # fine-tune the self-supervised backbone, fresh head
+        from edgekd.stages.pretrain_stage import init_from_pretrain
+
+        print(f"[{role}] from pretrain/ckpt.pt: {init_from_pretrain(model, rd)}", flush=True)
     out = rd.stage_dir(role)
+    train_modality = cfg.modality
+    kd: KDSetup | None = None
+    if role == "student_kd":
+        kd = _kd_setup(rd, ctx, cfg, model)
+        if rd.recipe.teacher.modality != cfg.modality:
+            train_modality = f"{cfg.modality}+{rd.recipe.teacher.modality}"
+    spec = _input_spec(ctx, cfg.modality)
 
     def on_best(m: nn.Module, row: dict[str, Any]) -> None:
         save_checkpoint(out / "ckpt.pt", m, model_name=cfg.model, model_kwargs=kwargs, classes=ctx.split.classes,
-                        input_spec=ctx.input_spec(), metrics=row)
+                        input_spec=spec, metrics=row)
+        if kd is not None and kd.extra_modules:  # the feature projection, to resume or inspect KD
+            with atomic_path(out / "kd_projection.pt") as tmp:
+                torch.save({k: v.detach().float() for k, v in kd.extra_modules[0].state_dict().items()}, tmp)
 
     opts = FitOptions(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                       precision=cfg.precision, channels_last=cfg.channels_last,
-                      max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role)
-    best = fit(model, ctx.train_loader(cfg.batch_size), ctx.eval_loader("val", cfg.batch_size), opts,
-               loss_fn=loss_fn, on_best=on_best, metrics_path=out / "metrics.jsonl")
+                      max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule)
+    # resume checkpoint keyed on this stage's inputs: a changed recipe or upstream artifact discards it
+    with deterministic_mode(rd.recipe.deterministic):
+        best = fit(model, _loader(ctx, "train", cfg.batch_size, train_modality),
+                   _loader(ctx, "val", cfg.batch_size, cfg.modality), opts,
+                   loss_fn=cross_entropy_loss if kd is None else kd.loss_fn,
+                   extra_modules=() if kd is None else kd.extra_modules,
+                   on_best=on_best, metrics_path=out / "metrics.jsonl",
+                   resume=ResumeSpec(out / RESUME_FILE, rd.key(role)))
+    if not dist.is_main():  # under torchrun rank 0 alone evaluates and records the stage
+        return {}
     # test accuracy of the kept (best-on-val) checkpoint, in fp32, for the record
     final = load_checkpoint(out / "ckpt.pt").build()
-    test = evaluate(final, ctx.eval_loader("test", cfg.batch_size))
-    return {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
-            "params": count_params(final), "precision": resolve_precision(cfg.precision)}
+    test = evaluate(final, _loader(ctx, "test", cfg.batch_size, cfg.modality))
+    result = {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
+              "params": count_params(final), "precision": resolve_precision(cfg.precision), "modality": cfg.modality}
+    if kd is not None:
+        if rd.recipe.distill.cache == "disk":
+            kd.teacher.save(out / CACHE_FILE)
+        result["kd"] = {"method": rd.recipe.distill.method, **kd.describe()}
+    return result
 
 
-def _kd_loss(rd: RunDir, ctx: DataContext, cfg: TrainConfig) -> LossFn:
-    """Frozen teacher + Ullah & Munir's loss. The teacher runs in eval mode (no dropout) under the
-    same precision/memory format as the student's training, and never receives gradients."""
+CACHE_FILE = "teacher_cache.pt"
+
+
+def _loader(ctx: DataContext, subset: str, batch_size: int, modality: str) -> DataLoader:
+    """Train loader (``rgb``, ``flow`` or ``rgb+flow``) or eval loader of ``subset``."""
+    if subset == "train":
+        return ctx.train_loader(batch_size, modality=modality)
+    return ctx.eval_loader(subset, batch_size, modality=modality)
+
+
+def _input_spec(ctx: DataContext, modality: str) -> dict[str, Any]:
+    """The checkpoint's input contract, with its ``modality`` (rgb | flow)."""
+    return dict(ctx.input_spec(modality))
+
+
+def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module) -> KDSetup:
+    """Frozen teacher + the recipe's KD loss. The teacher runs in eval mode (no dropout) at the
+    student's training precision, and never receives gradients. A teacher trained on other classes
+    or other clips is refused; a flow teacher is accepted for an RGB student when frames and crop agree."""
+    dcfg, tcfg = rd.recipe.distill, rd.recipe.teacher
     ckpt = load_checkpoint(rd.stage_dir("teacher") / "ckpt.pt")
-    if ckpt.classes != ctx.split.classes:
-        raise ValueError(f"teacher classes {ckpt.classes} differ from the dataset's {ctx.split.classes}")
-    if ckpt.input_spec != ctx.input_spec():
-        raise ValueError(f"teacher input spec {ckpt.input_spec} differs from the dataset's {ctx.input_spec()}")
-    teacher = to_memory_format(ckpt.build(), cfg.channels_last)
-    for p in teacher.parameters():  # type: ignore[union-attr]
-        p.requires_grad_(False)
+    t_modality = ckpt.input_spec.get("modality", "rgb")
+    if t_modality != tcfg.modality:
+        raise ValueError(f"teacher checkpoint was trained on {t_modality!r} clips, but teacher.modality is {tcfg.modality!r}")
+    check_teacher_compatible(ckpt.classes, ckpt.input_spec, ctx.split.classes, _input_spec(ctx, cfg.modality),
+                             same_modality=t_modality == cfg.modality)
     precision = resolve_precision(cfg.precision)
-    alpha, temperature = rd.recipe.distill.alpha, rd.recipe.distill.temperature
-
-    def loss(student_logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor,
-             extras: dict[str, Any]) -> torch.Tensor:
-        with torch.no_grad(), autocast(precision):
-            teacher_logits = teacher(clips).float()  # type: ignore[operator]
-        return ullah_kd_loss(student_logits, teacher_logits, labels, alpha=alpha, temperature=temperature)
-
-    return loss
+    fingerprint = stable_hash({"teacher": (rd.record("teacher") or {}).get("key"), "data": rd.recipe.section_hash("data"),
+                               "backend": dcfg.teacher_backend, "precision": precision, "method": dcfg.method,
+                               "tap": dcfg.teacher_features, "modality": t_modality})
+    channels = {"rgb": 3, "flow": 2}
+    kd = build_kd(dcfg, ckpt.build(), student,
+                  teacher_input_shape=(channels[t_modality], ctx.spec.clip_len, *ctx.spec.crop),
+                  student_input_shape=(channels[cfg.modality], ctx.spec.clip_len, *ctx.spec.crop),
+                  precision=precision, channels_last=cfg.channels_last,
+                  teacher_input="clips" if t_modality == cfg.modality else t_modality, fingerprint=fingerprint)
+    if dcfg.cache == "disk":
+        kd.teacher.load(rd.stage_dir("student_kd") / CACHE_FILE)
+    return kd

@@ -1,0 +1,140 @@
+"""Cost of a KD epoch against a scratch-student epoch, per way of running the frozen teacher.
+
+    .venv/bin/python benchmarks/bench_kd_epoch.py 2>/dev/null     # 16x112x112, batch 8, 4 batches, 5 rounds
+    .venv/bin/python benchmarks/bench_kd_epoch.py --input 16x56x56 --batches 6 2>/dev/null
+
+Every row trains the same student (``c3d_student``) from the same initial weights on the same
+in-memory synthetic clips with the real training loop (``fit``), at the recipe default precision
+(``auto``: bf16 autocast + channels_last_3d on AMX CPUs). Rows:
+
+* scratch:          cross-entropy only (the reference);
+* kd_pytorch:       Ullah KD, the teacher (``c3d_teacher``) re-run in PyTorch every step;
+* kd_openvino:      the teacher converted once to OpenVINO, run at the same precision;
+* kd_cache_warm:    PyTorch teacher behind the (video, variant) cache, in an epoch whose keys were
+                    all seen before (with ``data.aug_variants = V`` that is every epoch after each
+                    video's V variants have been drawn once);
+* kd_cache_fill:    the first epoch of the cache, which pays the teacher once per key.
+
+The clips are random tensors held in memory, so data loading costs nothing here: the ratios are of
+pure compute and therefore conservative (a real loader adds the same time to every row).
+Each row's time is the training time of one epoch from ``fit``'s metrics (``epoch_s``). After a
+warm-up epoch per row, the rows run one epoch each in turn for ``--rounds`` rounds (interleaved, so
+load from other processes falls on every row alike); the median and the minimum (least disturbed)
+epoch of each row are reported. Ratios are
+measured within one run; absolute times on a shared machine mean little.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import statistics
+import tempfile
+import time
+from pathlib import Path
+
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from edgekd.distill.kd import build_kd
+from edgekd.models import build_model
+from edgekd.recipe import DistillConfig
+from edgekd.train.loop import FitOptions, LossFn, cross_entropy_loss, fit
+from edgekd.train.perf import resolve_precision
+
+
+class _Clips(Dataset):
+    """Fixed random clips with labels and a cache key (video i, variant 0)."""
+
+    def __init__(self, n: int, shape: tuple[int, ...], classes: int) -> None:
+        g = torch.Generator().manual_seed(0)
+        self.x = torch.randn(n, *shape, generator=g)
+        self.y = torch.randint(0, classes, (n,), generator=g)
+
+    def __len__(self) -> int:
+        return len(self.x)
+
+    def __getitem__(self, i: int) -> tuple[torch.Tensor, torch.Tensor, dict[str, torch.Tensor]]:
+        return self.x[i], self.y[i], {"clip_key": torch.tensor([i, 0])}
+
+
+def _epoch(student: torch.nn.Module, loader: DataLoader, val: DataLoader, loss_fn: LossFn, precision: str,
+           extra: list[torch.nn.Module]) -> float:
+    """Training seconds of one epoch of the real loop (``fit``'s ``epoch_s``, evaluation excluded)."""
+    with tempfile.TemporaryDirectory() as tmp:
+        metrics = Path(tmp) / "m.jsonl"
+        fit(student, loader, val, FitOptions(epochs=1, lr=1e-4, precision=precision, desc="bench"),
+            loss_fn=loss_fn, extra_modules=extra, on_best=lambda m, r: None, metrics_path=metrics)
+        return float(json.loads(metrics.read_text().splitlines()[0])["epoch_s"])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--input", default="16x112x112", help="T x H x W of a clip")
+    ap.add_argument("--batch", type=int, default=8)
+    ap.add_argument("--batches", type=int, default=4, help="batches per epoch")
+    ap.add_argument("--rounds", type=int, default=5, help="epochs per row, interleaved round-robin")
+    ap.add_argument("--classes", type=int, default=10)
+    ap.add_argument("--threads", type=int, default=2)
+    ap.add_argument("--precision", default="auto", choices=["auto", "fp32", "bf16"])
+    args = ap.parse_args()
+    torch.set_num_threads(args.threads)
+    t, h, w = (int(v) for v in args.input.split("x"))
+    shape = (3, t, h, w)
+    precision = resolve_precision(args.precision)
+    data = _Clips(args.batch * args.batches, shape, args.classes)
+    loader = DataLoader(data, batch_size=args.batch, shuffle=False)
+    val = DataLoader(_Clips(args.batch, shape, args.classes), batch_size=args.batch)
+    torch.manual_seed(0)
+    student0 = build_model("c3d_student", num_classes=args.classes, input_size=(t, h, w), dropout=0.0)
+    teacher0 = build_model("c3d_teacher", num_classes=args.classes, input_size=(t, h, w), dropout=0.0)
+
+    def copy_of(m0: torch.nn.Module, name: str) -> torch.nn.Module:
+        m = build_model(name, num_classes=args.classes, input_size=(t, h, w), dropout=0.0)
+        m.load_state_dict(m0.state_dict())
+        return m
+
+    # row -> (student, loss, extra modules); every student starts from the same weights
+    runs: dict[str, tuple[torch.nn.Module, LossFn, list[torch.nn.Module]]] = {}
+    notes: dict[str, str] = {}
+    kds = {}
+    runs["scratch"] = (copy_of(student0, "c3d_student"), cross_entropy_loss, [])
+    for name, backend, cache in (("kd_pytorch", "pytorch", "off"), ("kd_openvino", "openvino", "off"),
+                                 ("kd_cache", "pytorch", "memory")):
+        s = copy_of(student0, "c3d_student")
+        start = time.perf_counter()
+        kd = build_kd(DistillConfig(method="ullah", teacher_backend=backend, cache=cache), copy_of(teacher0, "c3d_teacher"), s,
+                      teacher_input_shape=shape, student_input_shape=shape, precision=precision, channels_last=True)
+        notes[name] = f"setup {time.perf_counter() - start:.1f} s; {kd.teacher.teacher.describe()}"
+        kd.teacher.teacher(data.x[: args.batch])  # warm-up step (oneDNN / OpenVINO primitives), not cached
+        runs[name] = (s, kd.loss_fn, kd.extra_modules)
+        kds[name] = kd
+    # warm-up epoch of every row (the cache row's is its fill epoch), then interleaved rounds so
+    # that load from other processes hits every row alike
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    fill = 0.0
+    for r in range(args.rounds + 1):
+        for name, (s, loss_fn, extra) in runs.items():
+            secs = _epoch(s, loader, val, loss_fn, precision, extra)
+            if r == 0:
+                fill = secs if name == "kd_cache" else fill
+            else:
+                times[name].append(secs)
+    med = {name: statistics.median(v) for name, v in times.items()}
+    best = {name: min(v) for name, v in times.items()}
+    notes["kd_cache"] += f"; cache {kds['kd_cache'].teacher.stats()}"
+    print(f"KD epoch vs scratch epoch: c3d_teacher -> c3d_student, {args.batches} batches of {args.batch} x "
+          f"{list(shape)}, {args.threads} threads, precision {precision}, {args.rounds} interleaved epochs per row")
+    print(f"{'row':<16}{'median s':>10}{'x scratch':>11}{'min s':>9}{'x scratch':>11}   all epochs (s)")
+    for name in med:
+        label = "kd_cache_warm" if name == "kd_cache" else name
+        print(f"{label:<16}{med[name]:>10.2f}{med[name] / med['scratch']:>11.2f}{best[name]:>9.2f}"
+              f"{best[name] / best['scratch']:>11.2f}   {[round(x, 2) for x in times[name]]}")
+    print(f"{'kd_cache_fill':<16}{fill:>10.2f}{fill / med['scratch']:>11.2f}{'':>20}   (first epoch: every key a miss)")
+    print("min = least-disturbed epoch of each row (the usual estimate on a shared machine); median for spread")
+    for name, note in notes.items():
+        print(f"  {name}: {note}")
+
+
+if __name__ == "__main__":
+    main()

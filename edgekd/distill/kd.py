@@ -1,0 +1,128 @@
+"""Assemble the distillation loss a recipe asks for: teacher runner (+ cache), feature taps and
+projection for Hu's loss, and the input the teacher sees (the student's clips, or the aligned
+flow clips of ``extras`` for a flow teacher and an RGB student)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+import torch.nn as nn
+
+from edgekd.distill.cache import CachedTeacher
+from edgekd.distill.projection import feature_projection
+from edgekd.distill.taps import FeatureTap, default_feature_path
+from edgekd.distill.teacher import Teacher, TeacherOutput, make_teacher
+from edgekd.recipe import DistillConfig
+from edgekd.train.loop import LossFn
+from edgekd.train.losses import camarena_kd_loss, hu_kd_loss, ullah_kd_loss
+
+# keys of an input spec that describe which pixels a clip holds; a flow teacher and an RGB student
+# must agree on these even though their normalisation and channel count differ
+FRAME_KEYS = ("clip_len", "frame_interval", "resize", "crop", "layout")
+
+
+def check_teacher_compatible(teacher_classes: Sequence[str], teacher_spec: dict[str, Any],
+                             classes: Sequence[str], spec: dict[str, Any], *, same_modality: bool) -> None:
+    """Refuse a teacher trained on other classes or other clips, showing both values.
+
+    With the same modality the whole input spec must match. A teacher of another modality (flow
+    teacher, RGB student) must see the same frames and crop; its normalisation is its own.
+    """
+    if list(teacher_classes) != list(classes):
+        raise ValueError(f"teacher classes {list(teacher_classes)} differ from the dataset's {list(classes)}")
+    keys = sorted(set(teacher_spec) | set(spec)) if same_modality else FRAME_KEYS
+    diff = {k: (teacher_spec.get(k), spec.get(k)) for k in keys if teacher_spec.get(k) != spec.get(k)}
+    if diff:
+        shown = "; ".join(f"{k}: teacher {t!r} vs student {s!r}" for k, (t, s) in diff.items())
+        raise ValueError(f"teacher input spec differs from the student's ({shown})")
+
+
+@dataclass
+class KDSetup:
+    """What ``fit`` needs for a KD student: the loss, the extra trainable modules (a projection)."""
+
+    loss_fn: LossFn
+    teacher: CachedTeacher
+    projection: nn.Module | None = None
+    extra_modules: list[nn.Module] = field(default_factory=list)
+
+    def describe(self) -> dict[str, Any]:
+        return {"teacher": self.teacher.teacher.describe(), "cache": self.teacher.stats(),
+                "projection": None if self.projection is None else type(self.projection).__name__}
+
+
+def build_kd(
+    cfg: DistillConfig,
+    teacher_model: nn.Module,
+    student: nn.Module,
+    *,
+    teacher_input_shape: tuple[int, ...],
+    student_input_shape: tuple[int, ...],
+    precision: str,
+    channels_last: bool,
+    teacher_input: str = "clips",
+    fingerprint: str = "",
+) -> KDSetup:
+    """The KD loss of ``cfg.method`` for ``student`` against the frozen ``teacher_model``.
+
+    ``teacher_input`` is ``"clips"`` (the teacher sees the student's batch) or the ``extras`` key
+    holding the teacher's input (``"flow"``). ``fingerprint`` identifies the teacher's outputs for
+    a persisted cache.
+    """
+    feature_kd = cfg.method == "hu"
+    t_tap = (cfg.teacher_features or default_feature_path(teacher_model)) if feature_kd else None
+    runner: Teacher = make_teacher(cfg.teacher_backend, teacher_model, input_shape=teacher_input_shape,
+                                   feature_tap=t_tap, precision=precision, channels_last=channels_last)
+    teacher = CachedTeacher(runner, fingerprint=fingerprint)
+
+    def teacher_out(clips: torch.Tensor, extras: dict[str, Any]) -> TeacherOutput:
+        if teacher_input == "clips":
+            x = clips
+        elif teacher_input in extras:
+            x = extras[teacher_input]
+        else:
+            raise KeyError(f"the teacher reads extras[{teacher_input!r}], but the batch carries {sorted(extras)}")
+        key = extras.get("clip_key") if cfg.cache != "off" else None
+        return teacher(x, key)
+
+    if cfg.method == "ullah":
+        def loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+            t = teacher_out(clips, extras)
+            return ullah_kd_loss(logits, t.logits, labels, alpha=cfg.alpha, temperature=cfg.temperature)
+        return KDSetup(loss, teacher)
+    if cfg.method == "camarena":
+        def loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+            t = teacher_out(clips, extras)
+            return camarena_kd_loss(logits, t.logits, labels, weight=cfg.weight, tau=cfg.tau)
+        return KDSetup(loss, teacher)
+    if cfg.method != "hu":
+        raise ValueError(f"unknown distill.method {cfg.method!r} (ullah, camarena, hu)")
+
+    s_tap = FeatureTap(student, cfg.student_features or default_feature_path(student))
+    s_dim = _feature_dim(student, s_tap, student_input_shape)
+    assert runner.feature_dim is not None
+    proj = feature_projection(s_dim, runner.feature_dim)
+
+    def hu_loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+        t = teacher_out(clips, extras)
+        assert t.features is not None
+        f_s = proj(s_tap.pop().float())
+        return hu_kd_loss(logits, labels, f_s, t.features, lambda1=cfg.lambda1, lambda2=cfg.lambda2)
+
+    extra = [proj] if any(True for _ in proj.parameters()) else []
+    return KDSetup(hu_loss, teacher, proj, extra)
+
+
+@torch.no_grad()
+def _feature_dim(model: nn.Module, tap: FeatureTap, input_shape: tuple[int, ...]) -> int:
+    """Width of the tapped features, from one eval-mode forward (so no batch-norm statistic moves)."""
+    was_training = model.training
+    model.eval()
+    try:
+        model(torch.zeros(1, *input_shape))
+        return int(tap.pop().shape[1])
+    finally:
+        model.train(was_training)
