@@ -1,28 +1,74 @@
-"""Print a pytest-benchmark JSON as a table with speed-ups over the fp32 row of the same model."""
+"""Print a pytest-benchmark JSON as a table with ratios measured within the same run.
+
+- ``bench_engines.py`` results: one row per (model, batch, engine), with the speed-up over PyTorch
+  eager FP32 of the same model and batch, threads and OpenVINO precision hint as recorded.
+- ``bench_train_step.py`` results: speed-ups over the fp32 row of the same model.
+"""
 
 from __future__ import annotations
 
 import json
 import sys
 from collections import defaultdict
+from typing import Any
+
+_ENGINE_ORDER = ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_bf16", "openvino_int8", "tensorrt")
 
 
-def main(path: str) -> None:
-    data = json.load(open(path))
-    rows: dict[str, dict[str, float]] = defaultdict(dict)
-    info = {}
+def engine_table(data: dict[str, Any]) -> str:
+    """Markdown table of engine latencies; ``vs pytorch_fp32`` = PyTorch median / this median."""
+    groups: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
     for b in data["benchmarks"]:
         ex = b["extra_info"]
-        rows[ex["model"]][ex["mode"]] = b["stats"]["median"]
-        info = ex
-    print(f"train step, batch {info.get('batch')}, input {info.get('input')}, {info.get('threads')} threads "
-          f"({data['machine_info'].get('cpu', {}).get('brand_raw', '?')})")
-    print("| model | mode | median s/step | clips/s | speed-up vs fp32 |\n| --- | --- | --- | --- | --- |")
+        if ex.get("kind") == "engine_latency":
+            groups[(ex["model"], ex["batch"])][ex["engine"]] = {**ex, **b["stats"]}
+    lines = ["| model | batch | engine | precision | hint | threads | median ms | mean ms | min ms | IQR ms | "
+             "clips/s | GMAC/s | vs pytorch_fp32 |", "| " + " | ".join(["---"] * 13) + " |"]
+    for (model, batch), engines in groups.items():
+        base = engines.get("pytorch_fp32", {}).get("median")
+        for name in sorted(engines, key=lambda e: _ENGINE_ORDER.index(e) if e in _ENGINE_ORDER else 99):
+            r = engines[name]
+            med = r["median"]
+            ratio = f"{base / med:.2f}x" if base else "-"
+            gmacs = r["gmacs_per_clip"] * batch / med
+            lines.append(f"| {model} | {batch} | {name} | {r['precision']} | {r['inference_precision_hint']} | "
+                         f"{r['threads']} | {med * 1e3:.2f} | {r['mean'] * 1e3:.2f} | {r['min'] * 1e3:.2f} | "
+                         f"{r['iqr'] * 1e3:.2f} | {batch / med:.1f} | {gmacs:.1f} | {ratio} |")
+    return "\n".join(lines)
+
+
+def train_step_table(data: dict[str, Any]) -> str:
+    rows: dict[str, dict[str, float]] = defaultdict(dict)
+    info: dict[str, Any] = {}
+    for b in data["benchmarks"]:
+        ex = b["extra_info"]
+        if "mode" in ex:
+            rows[ex["model"]][ex["mode"]] = b["stats"]["median"]
+            info = ex
+    out = [f"train step, batch {info.get('batch')}, input {info.get('input')}, {info.get('threads')} threads",
+           "| model | mode | median s/step | clips/s | speed-up vs fp32 |", "| --- | --- | --- | --- | --- |"]
     for model, modes in rows.items():
         base = modes.get("fp32")
         for mode, sec in modes.items():
             ratio = f"{base / sec:.2f}x" if base else "-"
-            print(f"| {model} | {mode} | {sec:.3f} | {info.get('batch', 0) / sec:.1f} | {ratio} |")
+            out.append(f"| {model} | {mode} | {sec:.3f} | {info.get('batch', 0) / sec:.1f} | {ratio} |")
+    return "\n".join(out)
+
+
+def main(path: str) -> None:
+    with open(path) as f:
+        data = json.load(f)
+    cpu = data.get("machine_info", {}).get("cpu", {}).get("brand_raw", "?")
+    kinds = {b["extra_info"].get("kind", "train_step") for b in data["benchmarks"]}
+    print(f"{path}: {len(data['benchmarks'])} benchmarks on {cpu}")
+    if "engine_latency" in kinds:
+        infos = [b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "engine_latency"]
+        sources = "; ".join(dict.fromkeys(f"{i['model']}: {i['source']}" for i in infos))
+        print(f"engine latency, input {infos[0]['input']} (C, T, H, W), {infos[0]['threads_requested']} thread(s) "
+              f"requested; {sources}")
+        print(engine_table(data))
+    if "train_step" in kinds:
+        print(train_step_table(data))
 
 
 if __name__ == "__main__":

@@ -16,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["LatencyStats", "measure_latency"]
+__all__ = ["LatencyStats", "measure_latency", "stats_from_samples"]
 
 
 @dataclass(frozen=True)
@@ -52,7 +52,7 @@ def measure_latency(
     for _ in range(warmup):
         fn()
     samples_ns = _timed_calls(fn, min_iters=min_iters, max_iters=max_iters, min_time_s=min_time_s)
-    return _summarise(samples_ns, warmup)
+    return stats_from_samples(samples_ns, warmup)
 
 
 def _validate(*, warmup: int, min_iters: int, max_iters: int, min_time_s: float) -> None:
@@ -81,7 +81,8 @@ def _timed_calls(fn: Callable[[], object], *, min_iters: int, max_iters: int, mi
     return samples
 
 
-def _summarise(samples_ns: list[int], warmup: int) -> LatencyStats:
+def stats_from_samples(samples_ns: list[int], warmup: int) -> LatencyStats:
+    """Percentiles of per-call durations (ns) timed elsewhere, e.g. per video end to end."""
     ms = np.asarray(samples_ns, dtype=np.float64) / 1e6
     p50, p90, p99 = np.percentile(ms, [50, 90, 99])
     return LatencyStats(

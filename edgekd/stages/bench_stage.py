@@ -1,6 +1,20 @@
-"""Bench stage: one table for the run. For each model (teacher, scratch student, KD student) and each
-engine: test accuracy, size, parameters, GMACs, batch-1 latency (p50/p90), throughput, seconds per
-frame (SPF) and FPS, and both scaled to a reference clock by Ullah & Munir's clock-ratio method."""
+"""Bench stage: one table for the run, with the papers' metrics and two honest hardware scalings.
+
+For each model (teacher, scratch student, KD student) and each engine of ``bench.engines``:
+
+- accuracy on the test split: top-1 with its 95% Wilson interval, top-5, macro one-vs-rest ROC-AUC
+  (ROC curves plotted, Ullah & Munir Fig. 6), the confusion matrix (csv) and top-1 agreement with
+  the model's own PyTorch FP32 predictions;
+- model-only latency at batch 1 (p50/p90/p99 after warm-up), throughput at ``bench.batch_size``,
+  SPF/FPS, and end-to-end latency (decode + preprocess + inference of test videos from disk);
+- scaling (a): SPF x measured clock / reference clock (the paper's method, 2500 MHz CPU);
+  scaling (b): achieved GMAC/s over this machine's measured GEMM peak in the row's precision.
+
+Every row records the threads and the OpenVINO inference precision hint read back from the
+compiled model (FP32 rows set ``f32`` explicitly: this CPU's plugin would otherwise run bf16).
+Artifacts: ``bench/report.md`` (linking the PNG plots), ``report.json``, ``report.csv``,
+``confusion/<model>__<engine>.csv``, ``literature.md``, ``peak_cache.json``.
+"""
 
 from __future__ import annotations
 
@@ -14,20 +28,33 @@ import numpy as np
 import torch
 
 from edgekd.bench.clock import measure_effective_clock, scaled_spf
+from edgekd.bench.e2e import measure_end_to_end
+from edgekd.bench.gpu import read_gpu_clock
 from edgekd.bench.latency import measure_latency
+from edgekd.bench.literature import comparison_rows, format_comparison
+from edgekd.bench.metrics import confusion_csv, confusion_matrix, macro_ovr_auc, top_k_accuracy, wilson_interval
+from edgekd.bench.peak import cached_peak
 from edgekd.engines.base import Engine
 from edgekd.engines.onnxruntime_engine import OnnxRuntimeEngine
-from edgekd.engines.openvino_engine import OpenVinoEngine
+from edgekd.engines.openvino_engine import OpenVinoEngine, supported_precision_hints
+from edgekd.engines.tensorrt_engine import tensorrt_status
 from edgekd.engines.torch_engine import TorchEngine
 from edgekd.models.complexity import count_macs, count_params
 from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import MODEL_ROLES, RunDir
 from edgekd.train.checkpoint import load_checkpoint
-from edgekd.train.loop import accuracy_metrics
 from edgekd.utils.atomic import atomic_path, write_json, write_text
 
-COLUMNS = ("model", "engine", "precision", "top1", "top5", "size_mb", "params_m", "gmacs", "p50_ms", "p90_ms",
-           "throughput_clips_s", "spf", "fps", "scaled_spf", "scaled_fps")
+COLUMNS = ("model", "engine", "precision", "hint", "threads", "top1", "top1_ci95", "top5", "macro_auc", "agree_fp32",
+           "p50_ms", "p90_ms", "p99_ms", "throughput_clips_s", "spf", "fps", "scaled_spf", "scaled_fps",
+           "gmacs_per_s", "efficiency", "e2e_p50_ms", "e2e_spf", "e2e_fps")
+# the GEMM peak each engine's efficiency is measured against
+_PEAK_PRECISION = {"pytorch_fp32": "fp32", "onnxruntime_fp32": "fp32", "openvino_fp32": "fp32",
+                   "openvino_bf16": "bf16", "openvino_int8": "int8"}
+
+
+class EngineSkipped(RuntimeError):
+    """An engine that cannot run on this machine (reported in the table's notes, not an error)."""
 
 
 def _open_engine(rd: RunDir, role: str, engine: str, model: torch.nn.Module, threads: int) -> tuple[Engine, Path]:
@@ -37,12 +64,19 @@ def _open_engine(rd: RunDir, role: str, engine: str, model: torch.nn.Module, thr
     if engine == "onnxruntime_fp32":
         p = rd.stage_dir("export") / f"{role}.onnx"
         return OnnxRuntimeEngine(p, threads=threads), p
-    if engine in ("openvino_fp32", "openvino_int8"):
-        xml = rd.stage_dir("engines") / role / engine / "model.xml"
+    if engine in ("openvino_fp32", "openvino_bf16", "openvino_int8"):
+        ir = "openvino_int8" if engine == "openvino_int8" else "openvino_fp32"  # bf16: the FP32 IR, bf16 hint
+        xml = rd.stage_dir("engines") / role / ir / "model.xml"
         if not xml.is_file():
-            raise FileNotFoundError(f"{xml} is missing: enable engines.{engine} and run the engines stage")
-        return OpenVinoEngine(xml, threads=threads, precision_hint="f32", name=engine), xml
-    raise ValueError(f"unknown bench engine {engine!r} (pytorch_fp32, onnxruntime_fp32, openvino_fp32, openvino_int8)")
+            raise FileNotFoundError(f"{xml} is missing: enable engines.{ir} and run the engines stage")
+        hint = "bf16" if engine == "openvino_bf16" else "f32"
+        if hint not in supported_precision_hints():
+            raise EngineSkipped(f"this CPU cannot honour OpenVINO inference precision hint {hint!r}")
+        return OpenVinoEngine(xml, threads=threads, precision_hint=hint, name=engine), xml
+    if engine == "tensorrt":
+        ok, reason = tensorrt_status()
+        raise EngineSkipped(reason if not ok else "TensorRT engines are not built by this version")
+    raise ValueError(f"unknown bench engine {engine!r}")
 
 
 def _size_mb(path: Path) -> float:
@@ -63,92 +97,260 @@ def engine_probs(engine: Engine, clips: np.ndarray, batch: int) -> np.ndarray:
     return _softmax(logits.astype(np.float64)).reshape(n, k, -1).mean(1)
 
 
+def accuracy_block(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
+    """Top-1 (+ Wilson 95% interval), top-5, macro one-vs-rest AUC and ROC curves of one engine."""
+    correct = int((probs.argmax(1) == labels).sum())
+    lo, hi = wilson_interval(correct, len(labels))
+    auc = macro_ovr_auc(probs, labels)
+    return {"top1": correct / len(labels) if len(labels) else math.nan, "top1_lo": lo, "top1_hi": hi,
+            "top5": top_k_accuracy(probs, labels, 5), "macro_auc": auc["macro_auc"],
+            "auc_classes": len(auc["scored"]), "auc_undefined": auc["undefined"], "curves": auc["curves"],
+            "per_class_auc": auc["per_class"]}
+
+
 def run_bench(rd: RunDir) -> dict[str, Any]:
     cfg = rd.recipe.bench
     ctx = DataContext.load(rd)
+    out = rd.stage_dir("bench")
+    out.mkdir(parents=True, exist_ok=True)
     torch.set_num_threads(cfg.threads)
     clips, labels = ctx.eval_array("test", clips_per_video=rd.recipe.data.eval_clips)
     if clips.ndim == 5:
         clips = clips[:, None]
     clock = measure_effective_clock()
     mhz = clock.effective_mhz or clock.nominal_mhz
-    clock_used = "effective (measured)" if clock.effective_mhz else "nominal (/proc/cpuinfo)"
+    gpu = read_gpu_clock()
+    peak = cached_peak(out / "peak_cache.json", cfg.threads) if cfg.peak_gemm else {}
+    videos = [ctx.split.path(it) for it in ctx.split.subset("test")[: cfg.e2e_videos]]
     one, batch = clips[:1, 0], clips[: cfg.batch_size, 0]
     if len(batch) < cfg.batch_size:  # small test sets: repeat clips to fill the throughput batch
         batch = np.concatenate([batch] * math.ceil(cfg.batch_size / len(batch)))[: cfg.batch_size]
-    rows, fp32_top1 = [], {}
+    rows: list[dict[str, Any]] = []
+    skipped: dict[str, str] = {}
+    roc: dict[str, dict[str, Any]] = {}
+    classes = list(ctx.split.classes)
     for role in MODEL_ROLES:
         model = load_checkpoint(rd.stage_dir(role) / "ckpt.pt").build()
         params, macs = count_params(model), count_macs(model, ctx.input_shape)
         for name in cfg.engines:
-            engine, artifact = _open_engine(rd, role, name, model, cfg.threads)
+            try:
+                engine, artifact = _open_engine(rd, role, name, model, cfg.threads)
+            except EngineSkipped as exc:
+                skipped[name] = str(exc)
+                continue
             probs = engine_probs(engine, clips, cfg.batch_size)
-            acc = accuracy_metrics(probs, labels)
-            lat = measure_latency(lambda: engine.infer(one), min_time_s=cfg.min_time_s)
-            thr = measure_latency(lambda: engine.infer(batch), min_time_s=cfg.min_time_s, min_iters=3)
-            spf = lat.p50_ms / 1000.0 / ctx.spec.clip_len
-            s_spf = scaled_spf(spf, mhz, cfg.reference_cpu_mhz) if mhz else math.nan
-            desc = engine.describe()
+            acc = accuracy_block(probs, labels)
+            preds = probs.argmax(1)
+            cm = confusion_matrix(labels, preds, len(classes))
+            write_text(out / "confusion" / f"{role}__{name}.csv", confusion_csv(cm, classes))
+            roc.setdefault(role, acc)  # ROC curves of the first engine that ran (PyTorch FP32 by default)
+            row = _timing_row(engine, one, batch, cfg, ctx, videos, macs, mhz, peak.get(_PEAK_PRECISION.get(name, "")))
             rows.append({
-                "model": role, "engine": name, "precision": str(desc.get("precision", "")),
-                "precision_hint": str(desc.get("inference_precision_hint", desc.get("precision_hint", ""))),
-                "top1": acc["top1"], "top5": acc.get("top5", math.nan), "n_test": int(acc["n"]),
-                "size_mb": _size_mb(artifact), "params_m": params / 1e6, "gmacs": macs / 1e9,
-                "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms,
-                "throughput_clips_s": cfg.batch_size / (thr.mean_ms / 1000.0),
-                "spf": spf, "fps": 1.0 / spf, "scaled_spf": s_spf, "scaled_fps": 1.0 / s_spf,
-                "pred": probs.argmax(1).tolist(),
+                "model": role, "engine": name, **row,
+                "top1": acc["top1"], "top1_lo": acc["top1_lo"], "top1_hi": acc["top1_hi"], "top5": acc["top5"],
+                "macro_auc": acc["macro_auc"], "auc_classes": acc["auc_classes"], "n_test": len(labels),
+                "size_mb": _size_mb(artifact), "params_m": params / 1e6, "gmacs": macs / 1e9, "pred": preds.tolist(),
             })
-            if name == "pytorch_fp32":
-                fp32_top1[role] = rows[-1]["pred"]
-            print(f"[bench] {role:16s} {name:17s} top-1 {acc['top1']:.3f}  p50 {lat.p50_ms:8.2f} ms  FPS {1 / spf:8.1f}")
-    for row in rows:  # top-1 agreement of each engine with the model's own PyTorch FP32 predictions
-        ref = fp32_top1.get(row["model"])
-        row["agree_fp32"] = float(np.mean(np.asarray(row.pop("pred")) == np.asarray(ref))) if ref else math.nan
-    meta = {"threads": cfg.threads, "batch_size": cfg.batch_size, "clip_len": ctx.spec.clip_len,
-            "input_shape": list(ctx.input_shape), "test_videos": int(len(labels)), "eval_clips": int(clips.shape[1]),
-            "clock": {"effective_mhz": clock.effective_mhz, "nominal_mhz": clock.nominal_mhz, "method": clock.method,
-                      "used_mhz": mhz, "used": clock_used, "reference_mhz": cfg.reference_cpu_mhz}}
-    write_reports(rd.stage_dir("bench"), rows, meta)
-    return {"rows": len(rows), "clock_mhz": mhz}
+            print(f"[bench] {role:16s} {name:17s} top-1 {acc['top1']:.3f}  p50 {row['p50_ms']:8.2f} ms  "
+                  f"FPS {row['fps']:8.1f}  e2e p50 {row.get('e2e_p50_ms', math.nan):8.2f} ms")
+    _agreement(rows)
+    meta = _meta(rd, ctx, labels, clips, clock, mhz, gpu, peak, skipped, len(videos))
+    plots = _plots(rd, out, rows, roc, classes)
+    write_reports(out, rows, meta, plots)
+    return {"rows": len(rows), "clock_mhz": mhz, "skipped": skipped, "plots": sorted(plots)}
+
+
+def _timing_row(engine: Engine, one: np.ndarray, batch: np.ndarray, cfg: Any, ctx: DataContext,
+                videos: list[Path], macs: int, mhz: float | None, peak: Any) -> dict[str, Any]:
+    """Latency, throughput, SPF/FPS, both scalings and end-to-end timing of one engine."""
+    lat = measure_latency(lambda: engine.infer(one), warmup=cfg.warmup, min_time_s=cfg.min_time_s)
+    thr = measure_latency(lambda: engine.infer(batch), warmup=max(1, cfg.warmup // 2), min_time_s=cfg.min_time_s,
+                          min_iters=3)
+    desc = engine.describe()
+    clip_len = ctx.spec.clip_len
+    spf = lat.p50_ms / 1000.0 / clip_len
+    s_spf = scaled_spf(spf, mhz, cfg.reference_cpu_mhz) if mhz else math.nan
+    gmacs_s = macs / 1e9 / (lat.p50_ms / 1000.0)
+    peak_rate = getattr(peak, "gmacs_per_s", None)
+    row = {
+        "precision": str(desc.get("precision", "")), "hint": str(desc.get("inference_precision_hint", "")),
+        "hint_note": str(desc.get("notes", "")), "threads": desc.get("threads"),
+        "p50_ms": lat.p50_ms, "p90_ms": lat.p90_ms, "p99_ms": lat.p99_ms, "n_iters": lat.n_iters, "warmup": lat.warmup,
+        "throughput_clips_s": len(batch) / (thr.mean_ms / 1000.0),
+        "spf": spf, "fps": 1.0 / spf, "scaled_spf": s_spf, "scaled_fps": 1.0 / s_spf,
+        "gmacs_per_s": gmacs_s, "peak_gmacs_per_s": peak_rate if peak_rate else math.nan,
+        "efficiency": gmacs_s / peak_rate if peak_rate else math.nan,
+    }
+    if videos:
+        e2e = measure_end_to_end(engine, videos, ctx.spec, ctx.recipe.data.resize, warmup=1)
+        row.update({"e2e_p50_ms": e2e.total.p50_ms, "e2e_p90_ms": e2e.total.p90_ms, "e2e_p99_ms": e2e.total.p99_ms,
+                    "e2e_decode_ms": e2e.decode_ms, "e2e_preprocess_ms": e2e.preprocess_ms,
+                    "e2e_infer_ms": e2e.infer_ms, "e2e_spf": e2e.total.p50_ms / 1000.0 / clip_len,
+                    "e2e_fps": clip_len / (e2e.total.p50_ms / 1000.0)})
+    return row
+
+
+def _agreement(rows: list[dict[str, Any]]) -> None:
+    """Top-1 agreement of each engine with the model's own PyTorch FP32 predictions (pred dropped)."""
+    ref = {r["model"]: r["pred"] for r in rows if r["engine"] == "pytorch_fp32"}
+    for row in rows:
+        base = ref.get(row["model"])
+        pred = np.asarray(row.pop("pred"))
+        row["agree_fp32"] = float(np.mean(pred == np.asarray(base))) if base is not None else math.nan
+
+
+def _meta(rd: RunDir, ctx: DataContext, labels: np.ndarray, clips: np.ndarray, clock: Any, mhz: float | None,
+          gpu: Any, peak: dict[str, Any], skipped: dict[str, str], n_videos: int) -> dict[str, Any]:
+    cfg = rd.recipe.bench
+    return {
+        "threads": cfg.threads, "batch_size": cfg.batch_size, "warmup": cfg.warmup, "clip_len": ctx.spec.clip_len,
+        "input_shape": list(ctx.input_shape), "test_videos": len(labels), "eval_clips": int(clips.shape[1]),
+        "e2e_videos": n_videos, "classes": list(ctx.split.classes),
+        "clock": {**clock.to_dict(), "used_mhz": mhz,
+                  "used": "effective (measured)" if clock.effective_mhz else "nominal (/proc/cpuinfo)",
+                  "reference_mhz": cfg.reference_cpu_mhz},
+        "gpu_clock": {**gpu.to_dict(), "reference_mhz": cfg.reference_gpu_mhz},
+        "peak": {p: r.to_dict() for p, r in peak.items()},
+        "skipped_engines": skipped,
+        "accuracy_ci": "95% Wilson score interval of top-1 (binomial, n = test videos)",
+    }
+
+
+def _plots(rd: RunDir, out: Path, rows: list[dict[str, Any]], roc: dict[str, dict[str, Any]],
+           classes: list[str]) -> dict[str, str]:
+    """Write the PNGs; returns {title: file name}. Plotting never fails the stage (errors are reported)."""
+    from edgekd.bench.plots import (
+        plot_accuracy_vs_latency,
+        plot_latency_bars,
+        plot_roc,
+        plot_training_curves,
+        read_metrics_jsonl,
+    )
+
+    made: dict[str, str] = {}
+    histories = {role: read_metrics_jsonl(rd.stage_dir(role) / "metrics.jsonl") for role in MODEL_ROLES
+                 if (rd.stage_dir(role) / "metrics.jsonl").is_file()}
+    if histories:
+        made["training curves"] = plot_training_curves(histories, out / "training_curves.png").name
+    for role, acc in roc.items():
+        curves = {classes[k]: (c.fpr, c.tpr, acc["per_class_auc"][k]) for k, c in acc["curves"].items()}
+        if curves:
+            made[f"ROC {role}"] = plot_roc(curves, out / f"roc_{role}.png",
+                                           title=f"{role}: one-vs-rest ROC (macro AUC {acc['macro_auc']:.3f})").name
+    if rows:
+        made["accuracy vs latency"] = plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png").name
+        made["latency per backend"] = plot_latency_bars(rows, out / "latency_bars.png").name
+    return made
 
 
 def _fmt(v: Any, col: str) -> str:
+    if v is None:
+        return "-"
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
-        if col in ("top1", "top5", "agree_fp32"):
+        if col in ("top1", "top5", "agree_fp32", "macro_auc", "efficiency"):
             return f"{v:.3f}"
-        if col in ("spf", "scaled_spf"):
+        if col in ("spf", "scaled_spf", "e2e_spf"):
             return f"{v:.5f}"
         return f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
     return str(v)
 
 
-def format_table(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS + ("agree_fp32",)) -> str:
+def _cell(row: dict[str, Any], col: str) -> str:
+    if col == "top1_ci95":
+        lo, hi = row.get("top1_lo", math.nan), row.get("top1_hi", math.nan)
+        return "-" if math.isnan(lo) else f"[{lo:.3f}, {hi:.3f}]"
+    return _fmt(row.get(col), col)
+
+
+def format_table(rows: list[dict[str, Any]], cols: tuple[str, ...] = COLUMNS) -> str:
     header = "| " + " | ".join(cols) + " |"
     sep = "| " + " | ".join("---" for _ in cols) + " |"
-    body = ["| " + " | ".join(_fmt(r.get(c, ""), c) for c in cols) + " |" for r in rows]
+    body = ["| " + " | ".join(_cell(r, c) for c in cols) + " |" for r in rows]
     return "\n".join([header, sep, *body])
 
 
-def write_reports(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any]) -> None:
-    write_json(out / "report.json", {"meta": meta, "rows": rows})
-    buf = io.StringIO()
-    writer = csv.DictWriter(buf, fieldnames=list(rows[0]))
-    writer.writeheader()
-    writer.writerows(rows)
-    with atomic_path(out / "report.csv") as tmp:
-        tmp.write_text(buf.getvalue())
-    c = meta["clock"]
+def literature_table(report: dict[str, Any], role: str = "student_kd") -> str:
+    """Ullah & Munir Table 15/16 beside this run's ``role`` rows, all scaled by the clock ratio."""
+    meta = report["meta"]
+    mhz = meta["clock"]["used_mhz"]
+    ours = [{"label": f"{role} {r['engine']} (this run)", "spf_cpu": r["spf"], "cpu_mhz": mhz,
+             "source": "bench/report.json"} for r in report["rows"] if r["model"] == role]
+    ref_cpu, ref_gpu = meta["clock"]["reference_mhz"], meta["gpu_clock"]["reference_mhz"]
+    table = format_comparison(comparison_rows(ours, reference_cpu_mhz=ref_cpu, reference_gpu_mhz=ref_gpu),
+                              reference_cpu_mhz=ref_cpu, reference_gpu_mhz=ref_gpu)
+    gpu = meta["gpu_clock"]
+    gpu_note = (f"GPU: {gpu['name']} SM clock {gpu['sm_mhz']} MHz (NVML); no GPU engine rows in this run."
+                if gpu["available"] else f"GPU: {gpu['reason']}; this run has CPU rows only.")
+    return "\n".join([
+        f"# Ullah & Munir run-time comparison ({role})", "",
+        f"This run's CPU SPF is the batch-1 p50 model-only latency / {meta['clip_len']} frames at "
+        f"{meta['threads']} thread(s), measured at {mhz:.0f} MHz ({meta['clock']['used']}). {gpu_note} "
+        "FPS @ref = 1 / SPF @ref (the paper's printed FPS columns are not always 1/SPF). "
+        f"Input here: {meta['input_shape']} (C, T, H, W); the paper's is 16x112x112 (their C3D student, UCF101).", "",
+        table, "",
+    ])
+
+
+def write_reports(out: Path, rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str, str]) -> None:
+    report = {"meta": meta, "rows": rows}
+    write_json(out / "report.json", report)
+    if rows:
+        buf = io.StringIO()
+        fields = list(dict.fromkeys(k for r in rows for k in r))
+        writer = csv.DictWriter(buf, fieldnames=fields)
+        writer.writeheader()
+        writer.writerows(rows)
+        with atomic_path(out / "report.csv") as tmp:
+            tmp.write_text(buf.getvalue())
+        write_text(out / "literature.md", literature_table(report))
+    write_text(out / "report.md", _markdown(rows, meta, plots))
+
+
+def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str, str]) -> str:
+    c, g = meta["clock"], meta["gpu_clock"]
+    gpu_clock = f"{g['sm_mhz']} MHz SM ({g['name']}, NVML)" if g["available"] else g["reason"]
+    peaks = ", ".join(f"{p} {r['gmacs_per_s']:.0f}" if r["gmacs_per_s"] else f"{p} n/a ({r['notes']})"
+                      for p, r in meta["peak"].items()) or "not measured (bench.peak_gemm: false)"
     md = [
         "# edgekd benchmark report", "",
-        f"Test videos: {meta['test_videos']} ({meta['eval_clips']} clip(s) each), input {meta['input_shape']} (C, T, H, W), "
-        f"{meta['threads']} CPU thread(s). Latency is batch 1 (p50/p90); throughput is batch {meta['batch_size']}.", "",
-        f"SPF = p50 clip latency / {meta['clip_len']} frames; FPS = 1/SPF. Scaled SPF = SPF x {c['used_mhz']:.0f} MHz / "
-        f"{c['reference_mhz']:.0f} MHz (clock used: {c['used']}; measured effective {c['effective_mhz']} MHz by "
-        f"{c['method']}, nominal {c['nominal_mhz']} MHz).", "",
-        "OpenVINO rows run with INFERENCE_PRECISION_HINT=f32 (INT8 rows: int8 where NNCF quantised, f32 elsewhere).", "",
+        f"Test videos: {meta['test_videos']} ({meta['eval_clips']} clip(s) each), input {meta['input_shape']} "
+        f"(C, T, H, W), {meta['threads']} CPU thread(s) (column `threads` is read back from each engine).", "",
+        "## How to read the columns", "",
+        f"- `top1_ci95`: {meta['accuracy_ci']}. `macro_auc`: mean one-vs-rest ROC-AUC over the classes present "
+        "in the test set (ties count one half). `agree_fp32`: share of test videos whose top-1 equals the same "
+        "model's PyTorch FP32 top-1. Confusion matrices: `confusion/<model>__<engine>.csv` (rows true, columns predicted).",
+        f"- Latency is model-only, batch 1, p50/p90/p99 over timed calls after {meta['warmup']} warm-up calls; "
+        f"throughput is batch {meta['batch_size']}. SPF = p50 / {meta['clip_len']} frames; FPS = 1/SPF.",
+        "- `hint` is OpenVINO's INFERENCE_PRECISION_HINT read back from the compiled model. FP32 and INT8 rows set "
+        "f32 explicitly (this CPU's plugin defaults to bf16); `openvino_bf16` is the FP32 IR with hint bf16.",
+        f"- Scaling (a), clock ratio (Ullah & Munir 4.5): scaled SPF = SPF x {c['used_mhz']:.0f} MHz / "
+        f"{c['reference_mhz']:.0f} MHz (clock used: {c['used']}; {c['method']}, nominal {c['nominal_mhz']} MHz). "
+        f"GPU clock: {gpu_clock}; reference "
+        f"{g['reference_mhz']:.0f} MHz.",
+        f"- Scaling (b), efficiency = achieved GMAC/s (GMACs per clip / batch-1 p50) / this machine's peak GEMM "
+        f"GMAC/s in the row's precision (FP32 rows: fp32; openvino_bf16: bf16; openvino_int8: int8). Peaks "
+        f"(GEMM micro-benchmark, cached in peak_cache.json): {peaks} GMAC/s.",
+        f"- End to end (`e2e_*`): {meta['e2e_videos']} test video file(s) decoded from disk, resized, cropped, "
+        "normalised and inferred, per video; e2e SPF uses the same frame denominator as SPF.", "",
         format_table(rows), "",
     ]
-    write_text(out / "report.md", "\n".join(md))
+    if meta["skipped_engines"]:
+        md += ["Skipped engines:", "", *[f"- {k}: {v}" for k, v in meta["skipped_engines"].items()], ""]
+    e2e_rows = [r for r in rows if "e2e_p50_ms" in r]
+    if e2e_rows:
+        md += ["## End-to-end breakdown (mean ms per video)", "",
+               "| model | engine | decode | preprocess | inference | e2e p50 | e2e p90 | e2e p99 |",
+               "| --- | --- | --- | --- | --- | --- | --- | --- |"]
+        md += [f"| {r['model']} | {r['engine']} | {r['e2e_decode_ms']:.2f} | {r['e2e_preprocess_ms']:.2f} | "
+               f"{r['e2e_infer_ms']:.2f} | {r['e2e_p50_ms']:.2f} | {r['e2e_p90_ms']:.2f} | {r['e2e_p99_ms']:.2f} |"
+               for r in e2e_rows]
+        md.append("")
+    if rows:
+        md += ["Literature comparison (Ullah & Munir Tables 15-16): [literature.md](literature.md)", ""]
+    if plots:
+        md += ["## Plots", "", *[f"- [{title}]({name})" for title, name in plots.items()], ""]
+        md += [f"![{title}]({name})" for title, name in plots.items()]
+        md.append("")
+    return "\n".join(md)

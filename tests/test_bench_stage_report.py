@@ -1,0 +1,76 @@
+"""Bench stage pieces without a pipeline: accuracy block, agreement, and the written report files."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from edgekd.stages.bench_stage import _agreement, accuracy_block, literature_table, write_reports
+
+
+def test_accuracy_block_numbers() -> None:
+    probs = np.array([[0.7, 0.2, 0.1], [0.1, 0.8, 0.1], [0.5, 0.4, 0.1], [0.2, 0.3, 0.5]])
+    labels = np.array([0, 1, 1, 0])  # class 2 absent; 2 of 4 correct
+    acc = accuracy_block(probs, labels)
+    assert acc["top1"] == pytest.approx(0.5)
+    # Wilson 95% for 2/4: centre (0.5 + 0.4802)/1.9604 = 0.5, half 0.4198 -> [0.1500, 0.8500]
+    assert acc["top1_lo"] == pytest.approx(0.1500, abs=1e-3) and acc["top1_hi"] == pytest.approx(0.8500, abs=1e-3)
+    assert math.isnan(acc["top5"])  # 3 classes
+    # class 0: pos 0.7, 0.2 vs neg 0.1, 0.5 -> 3/4; class 1: pos 0.8, 0.4 vs neg 0.2, 0.3 -> 4/4
+    assert acc["macro_auc"] == pytest.approx(0.875)
+    assert acc["auc_classes"] == 2 and acc["auc_undefined"] == [2]
+
+
+def test_agreement_with_fp32_rows() -> None:
+    rows = [{"model": "m", "engine": "pytorch_fp32", "pred": [0, 1, 2, 2]},
+            {"model": "m", "engine": "openvino_int8", "pred": [0, 1, 1, 2]},
+            {"model": "n", "engine": "openvino_int8", "pred": [0]}]
+    _agreement(rows)
+    assert [r["agree_fp32"] for r in rows[:2]] == [1.0, 0.75]
+    assert math.isnan(rows[2]["agree_fp32"]) and "pred" not in rows[0]
+
+
+def _meta() -> dict:
+    return {"threads": 2, "batch_size": 4, "warmup": 3, "clip_len": 8, "input_shape": [3, 8, 32, 32],
+            "test_videos": 8, "eval_clips": 1, "e2e_videos": 2, "classes": ["a", "b"],
+            "clock": {"effective_mhz": 2400.0, "nominal_mhz": 2000.0, "method": "x86_64_add_chain", "notes": "",
+                      "used_mhz": 2400.0, "used": "effective (measured)", "reference_mhz": 2500.0},
+            "gpu_clock": {"available": False, "name": None, "sm_mhz": None, "max_sm_mhz": None,
+                          "reason": "not available: pynvml is not installed", "reference_mhz": 585.0},
+            "peak": {"fp32": {"gmacs_per_s": 90.0, "notes": ""}, "int8": {"gmacs_per_s": None, "notes": "not measured: x"}},
+            "skipped_engines": {"tensorrt": "tensorrt: no GPU"},
+            "accuracy_ci": "95% Wilson score interval of top-1 (binomial, n = test videos)"}
+
+
+def test_reports_link_plots_and_compare_literature(tmp_path: Path) -> None:
+    row = {"model": "student_kd", "engine": "openvino_fp32", "precision": "fp32", "hint": "f32", "threads": 2,
+           "top1": 0.5, "top1_lo": 0.2, "top1_hi": 0.8, "top5": math.nan, "macro_auc": 0.7, "agree_fp32": 1.0,
+           "p50_ms": 4.0, "p90_ms": 5.0, "p99_ms": 6.0, "throughput_clips_s": 300.0, "spf": 0.0005, "fps": 2000.0,
+           "scaled_spf": 0.00048, "scaled_fps": 2083.3, "gmacs_per_s": 10.0, "efficiency": 0.111,
+           "e2e_p50_ms": 9.0, "e2e_p90_ms": 10.0, "e2e_p99_ms": 11.0, "e2e_decode_ms": 4.0, "e2e_preprocess_ms": 1.0,
+           "e2e_infer_ms": 4.0, "e2e_spf": 0.001125, "e2e_fps": 888.9}
+    write_reports(tmp_path, [row], _meta(), {"ROC student_kd": "roc_student_kd.png"})
+    md = (tmp_path / "report.md").read_text()
+    assert "[ROC student_kd](roc_student_kd.png)" in md and "![ROC student_kd](roc_student_kd.png)" in md
+    assert "Wilson" in md and "[0.200, 0.800]" in md and "tensorrt: no GPU" in md
+    assert "| student_kd | openvino_fp32 | 4.00 | 1.00 | 4.00 | 9.00 | 10.00 | 11.00 |" in md
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert report["rows"][0]["efficiency"] == pytest.approx(0.111)
+    lit = (tmp_path / "literature.md").read_text()
+    # ours: 0.0005 s x 2400 / 2500 = 0.00048 s -> 2083.3 FPS at the reference clock
+    assert "| student_kd openvino_fp32 (this run) | this run | - | - | - | - | 0.0005 | 2400 | 0.00048 | 2083.3 |" in lit
+    assert "| OFF [69] | 2018 | 0.0048 | 999 | 0.0082 |" in lit
+    assert lit == literature_table(report) + ""
+    assert (tmp_path / "report.csv").read_text().splitlines()[0].startswith("model,engine,precision")
+
+
+def test_cli_bench_accepts_compare_literature() -> None:
+    from edgekd.cli import _parser
+
+    args = _parser().parse_args(["bench", "recipes/tiny.yaml", "--compare-literature"])
+    assert args.compare_literature is True
+    assert _parser().parse_args(["bench", "recipes/tiny.yaml"]).compare_literature is False
