@@ -5,11 +5,13 @@ from __future__ import annotations
 import argparse
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
 STAGE_COMMANDS = {
     "run": None,  # every stage
     "data": ("data",),
-    "train": ("teacher", "student_scratch"),
+    "pretrain": ("pretrain",),
+    "train": ("pretrain", "teacher", "student_scratch"),
     "distill": ("student_kd",),
     "export": ("export",),
     "engines": ("engines",),
@@ -27,9 +29,27 @@ def _parser() -> argparse.ArgumentParser:
         s.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                        help="override a recipe key, e.g. --set distill.temperature=5 (repeatable)")
         s.add_argument("--force", action="store_true", help="re-run the stages even if their inputs are unchanged")
+        if name == "bench":
+            s.add_argument("--compare-literature", action="store_true",
+                           help="print Ullah & Munir Tables 15-16 beside this run's KD student, scaled alike")
+    w = sub.add_parser("sweep", help="run every variant of the recipe's sweep.grid and write the summary table")
+    w.add_argument("recipe", help="recipe YAML with a sweep section")
+    w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    w.add_argument("--force", action="store_true", help="re-run every stage once (shared stages still run once)")
+    w.add_argument("--list", action="store_true", help="print the variants and their run folders, run nothing")
+    w.add_argument("--report", action="store_true", help="only rebuild summary.md/json/csv from finished variants")
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
+    k = sub.add_parser("pack", help="make a deploy bundle (directory + .tar.gz) from a finished run")
+    k.add_argument("run_dir", help="run directory, e.g. runs/quickstart")
+    k.add_argument("--target", required=True, choices=["cpu", "jetson"])
+    k.add_argument("--precision", choices=["int8", "fp16", "fp32"], default=None,
+                   help="cpu: fp32 (default) or int8; jetson: fp16 (default), fp32 or int8 (Q/DQ)")
+    k.add_argument("--model", default="student_kd", help="which trained model to ship (default student_kd)")
+    k.add_argument("--out", default=None, help="bundle directory (default RUN_DIR/deploy/<model>_<target>_<precision>)")
+    d = sub.add_parser("doctor", help="print what this machine offers: engines, devices, CPU ISA, clock")
+    d.add_argument("--json", action="store_true", help="print the facts as JSON")
     s = sub.add_parser("synth", help="write built-in synthetic action videos in the UCF101 layout")
     s.add_argument("out")
     s.add_argument("--classes", default=None, help="comma-separated action names (default: all)")
@@ -47,17 +67,80 @@ def main(argv: Sequence[str] | None = None) -> int:
     try:
         if args.command == "synth":
             return _synth(args)
+        if args.command == "pack":
+            return _pack(args)
+        if args.command == "doctor":
+            from edgekd.doctor import run_doctor
+
+            return run_doctor(as_json=args.json)
         recipe = load_recipe(args.recipe, args.overrides)
         if args.command == "validate":
-            print(f"{args.recipe}: OK (run directory {recipe.run_dir})")
+            n = f", a sweep of {len(_variants(recipe))} variants" if recipe.sweep.swept_keys else ""
+            print(f"{args.recipe}: OK (run directory {recipe.run_dir}{n})")
             return 0
+        if args.command == "sweep" or (args.command == "run" and recipe.sweep.swept_keys):
+            return _sweep(recipe, args)
+        if recipe.sweep.swept_keys:
+            raise ValueError(f"{args.recipe} is a sweep ({len(recipe.sweep.swept_keys)} swept keys): use `edgekd sweep` "
+                             "or `edgekd run`, which run every variant")
+        from edgekd import distributed
         from edgekd.stages.runner import run_pipeline
 
-        run_pipeline(recipe, STAGE_COMMANDS[args.command], force=args.force)
+        distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
+        try:
+            run_pipeline(recipe, STAGE_COMMANDS[args.command], force=args.force)
+        finally:
+            distributed.shutdown()
+        if getattr(args, "compare_literature", False):
+            _print_literature(recipe.run_dir)
         return 0
-    except (RecipeError, FileNotFoundError, ValueError, KeyError, RuntimeError) as e:
+    except (RecipeError, FileNotFoundError, ValueError, KeyError, RuntimeError, FloatingPointError) as e:
         print(f"edgekd: error: {e}", file=sys.stderr)
         return 2
+
+
+def _variants(recipe: object) -> list:
+    from edgekd.sweep import plan_sweep
+
+    return plan_sweep(recipe)  # type: ignore[arg-type]
+
+
+def _sweep(recipe: object, args: argparse.Namespace) -> int:
+    from edgekd.sweep import run_sweep, sweep_root
+    from edgekd.sweep_report import write_summary
+
+    variants = _variants(recipe)
+    if getattr(args, "list", False):
+        for v in variants:
+            print(f"{v.slug}: {v.recipe.run_dir}")
+        return 0
+    failed: list[str] = []
+    if getattr(args, "report", False):
+        write_summary(recipe, variants)  # type: ignore[arg-type]
+    else:
+        failed = run_sweep(recipe, force=args.force)["failed"]  # type: ignore[arg-type]
+    print((sweep_root(recipe) / "summary.md").read_text())  # type: ignore[arg-type]
+    return 1 if failed else 0
+
+
+def _pack(args: argparse.Namespace) -> int:
+    from edgekd.deploy import pack_bundle
+
+    res = pack_bundle(args.run_dir, target=args.target, precision=args.precision, out=args.out, model=args.model)
+    print(f"bundle {res.directory} ({len(res.manifest['files'])} files, {res.manifest['target']} "
+          f"{res.manifest['precision']}) and {res.tarball}")
+    return 0
+
+
+def _print_literature(run_dir: Path) -> None:
+    import json
+
+    from edgekd.stages.bench_stage import literature_table
+
+    report = run_dir / "bench" / "report.json"
+    if not report.is_file():
+        raise FileNotFoundError(f"{report} is missing: the bench stage did not write it")
+    print(literature_table(json.loads(report.read_text())))
 
 
 def _synth(args: argparse.Namespace) -> int:

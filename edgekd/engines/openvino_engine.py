@@ -65,7 +65,10 @@ class OpenVinoEngine(Engine):
 
     def infer(self, batch: np.ndarray) -> np.ndarray:
         batch = check_batch(batch, self.name)
-        self._request.infer([batch])
+        # share the caller's (C-contiguous float32) buffer instead of copying it into the request:
+        # the copy cost ~0.4 ms per call, a third of a small student's latency (benchmark_app cross-check)
+        self._request.set_input_tensor(ov.Tensor(np.ascontiguousarray(batch), shared_memory=True))
+        self._request.infer()
         logits = self._request.get_output_tensor(0).data.copy()
         return check_logits(logits, batch.shape[0], self.name)
 
