@@ -1,0 +1,1 @@
+"""Self-supervised pretraining (Camarena et al. / PCL): pretext transforms, contrastive loss, loop."""

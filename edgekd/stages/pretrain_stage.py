@@ -1,0 +1,71 @@
+"""Pretrain stage: self-supervised pretext + contrastive pretraining of the student network.
+
+Writes ``pretrain/ckpt.pt`` (an edgekd checkpoint of the student architecture; its classifier head
+was never trained) and ``pretrain/metrics.jsonl``. When ``pretrain.enabled`` the student stages
+depend on this one (``rundir.upstream_of``) and start from its weights with a fresh head
+(:func:`init_from_pretrain`). When disabled the stage records that and does nothing, so the stage
+list is the same for every recipe.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+from torch import nn
+
+from edgekd.data.clips import make_loader
+from edgekd.stages.data_stage import DataContext
+from edgekd.stages.rundir import RunDir
+
+CKPT = "ckpt.pt"
+
+
+def run_pretrain(rd: RunDir) -> dict[str, Any]:
+    from edgekd.ssl.pretrain import (
+        PretextPairDataset,
+        PretrainNet,
+        PretrainOptions,
+        run_pretraining,
+    )
+    from edgekd.stages.train_stage import build_for, seed_everything
+    from edgekd.train.checkpoint import save_checkpoint
+
+    p = rd.recipe.pretrain
+    if not p.enabled:
+        print("pretrain.enabled is false: nothing to do", flush=True)
+        return {"enabled": False}
+    cfg = rd.recipe.student
+    ctx = DataContext.load(rd)
+    seed_everything(rd.recipe.seed)
+    model, kwargs = build_for(cfg, len(ctx.split.classes), ctx)
+    net = PretrainNet(model, num_pretext=len(p.transforms), input_shape=ctx.input_shape,
+                      projection_dim=p.projection_dim, hidden_dim=p.hidden_dim)
+    pairs = PretextPairDataset(ctx.dataset("train", train=True), p.transforms)
+    # drop_last: a last batch of one video would have no negatives
+    loader = make_loader(pairs, batch_size=p.batch_size, shuffle=True, workers=rd.recipe.data.workers,
+                         seed=rd.recipe.seed, drop_last=len(pairs) > p.batch_size)
+    opts = PretrainOptions(epochs=p.epochs, lr=p.lr, optimizer=p.optimizer, weight_decay=p.weight_decay,
+                           contrastive_weight=p.contrastive_weight, temperature=p.temperature, negatives=p.negatives,
+                           precision=cfg.precision, channels_last=cfg.channels_last,
+                           max_steps_per_epoch=p.max_steps_per_epoch)
+    out = rd.stage_dir("pretrain")
+    start = time.perf_counter()
+    history = run_pretraining(net, loader, opts, metrics_path=out / "metrics.jsonl")
+    last = history[-1]
+    save_checkpoint(out / CKPT, model, model_name=cfg.model, model_kwargs=kwargs, classes=ctx.split.classes,
+                    input_spec=ctx.input_spec(), metrics={**last, "pretext_classes": list(p.transforms)})
+    return {"enabled": True, "epochs": p.epochs, "first_loss": history[0]["loss"], "final_loss": last["loss"],
+            "final_pretext_top1": last["pretext_top1"], "feature_dim": net.feature_dim,
+            "seconds": round(time.perf_counter() - start, 2)}
+
+
+def init_from_pretrain(model: nn.Module, rd: RunDir) -> str:
+    """Load ``pretrain/ckpt.pt`` into a freshly built student, keeping the student's fresh head
+    (the pretrained one never saw a class label). Any other mismatch is an error listing the keys."""
+    from edgekd.models.pretrained import load_pretrained
+
+    path: Path = rd.stage_dir("pretrain") / CKPT
+    report = load_pretrained(model, path, layout="edgekd", reset_head=True)
+    return report.summary()

@@ -1,0 +1,471 @@
+"""The summary table of a sweep, laid out like the papers' tables, with mean +/- 95% CI over seeds.
+
+Intervals use the Student t-distribution: ``mean +/- t(1 - (1 - c) / 2, n - 1) * s / sqrt(n)`` with
+``s`` the sample standard deviation (n - 1 denominator) of the n seeds and c the confidence
+(``sweep.confidence``, 0.95). With one seed there is no interval ("n/a").
+
+Rows group the variants by the swept keys a model actually depends on: a teacher row ignores
+``distill.*`` and ``student.*`` keys (one teacher serves a whole temperature sweep), a scratch
+student ignores ``teacher.*`` and ``distill.*``. Runs shared between variants (same stage key)
+count once, so n is the number of distinct trainings, i.e. of seeds.
+
+Layouts (``sweep.table``):
+
+* ``ullah`` (Ullah & Munir Tables 3-6): Model | Dataset | Accuracy: scratch student, teacher(s),
+  then one KD student row per configuration (e.g. "Student-KD (T = 10)"); best and runner-up
+  KD rows in bold and italic, as in the paper.
+* ``camarena`` (Camarena et al. Tables 3-7): Method | Student | Teacher | Dataset | Data % |
+  accuracy at the early / mid / late epochs (``sweep.epoch_marks``; default 25/75/100% of the
+  student's epochs) | test accuracy. Accuracy at an epoch is the best validation top-1 reached up
+  to that epoch (the kept checkpoint's view); the last column is the test top-1 of the kept
+  checkpoint.
+* ``hu`` (Hu et al. Tables 2-4): one row per configuration (e.g. excitation type/position,
+  lambda1/lambda2): parameters, top-1 and top-5 (where the stage records it) of each model.
+* ``generic``: one row per configuration, test top-1 of each model.
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from edgekd.recipe import Recipe
+from edgekd.stages.rundir import _SECTIONS, MODEL_ROLES, upstream_of
+from edgekd.utils.atomic import write_json, write_text
+
+ROLE_TITLES = {"teacher": "Teacher", "student_scratch": "Student without KD", "student_kd": "Student-KD"}
+SHORT_KEYS = {"distill.temperature": "T", "distill.alpha": "alpha", "distill.tau": "tau", "distill.method": "method",
+              "distill.lambda1": "lambda1", "distill.lambda2": "lambda2", "data.fraction": "data %",
+              "teacher.model": "teacher", "student.model": "student", "pretrain.enabled": "SSL pretraining"}
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+def _betacf(a: float, b: float, x: float) -> float:
+    """Continued fraction of the regularised incomplete beta function (modified Lentz)."""
+    tiny, qab, qap, qam = 1e-300, a + b, a + 1.0, a - 1.0
+    c, d = 1.0, 1.0 - qab * x / qap
+    d = 1.0 / (d if abs(d) > tiny else tiny)
+    h = d
+    for m in range(1, 500):
+        m2 = 2 * m
+        for num in (m * (b - m) * x / ((qam + m2) * (a + m2)), -(a + m) * (qab + m) * x / ((a + m2) * (qap + m2))):
+            d = 1.0 + num * d
+            d = 1.0 / (d if abs(d) > tiny else tiny)
+            c = 1.0 + num / c
+            c = c if abs(c) > tiny else tiny
+            h *= d * c
+        if abs(d * c - 1.0) < 1e-15:
+            break
+    return h
+
+
+def _betainc(a: float, b: float, x: float) -> float:
+    """Regularised incomplete beta I_x(a, b)."""
+    if x <= 0.0:
+        return 0.0
+    if x >= 1.0:
+        return 1.0
+    ln = math.lgamma(a + b) - math.lgamma(a) - math.lgamma(b) + a * math.log(x) + b * math.log1p(-x)
+    if x < (a + 1.0) / (a + b + 2.0):
+        return math.exp(ln) * _betacf(a, b, x) / a
+    return 1.0 - math.exp(ln) * _betacf(b, a, 1.0 - x) / b
+
+
+def t_cdf(t: float, df: float) -> float:
+    """P(T <= t) for Student's t with ``df`` degrees of freedom."""
+    tail = 0.5 * _betainc(df / 2.0, 0.5, df / (df + t * t))
+    return 1.0 - tail if t >= 0 else tail
+
+
+def t_quantile(p: float, df: float) -> float:
+    """The ``p`` quantile of Student's t (bisection on ``t_cdf``, to ~1e-12)."""
+    if not 0 < p < 1 or df <= 0:
+        raise ValueError(f"need 0 < p < 1 and df > 0, got p={p}, df={df}")
+    if p < 0.5:
+        return -t_quantile(1 - p, df)
+    lo, hi = 0.0, 1.0
+    while t_cdf(hi, df) < p:
+        hi *= 2.0
+    for _ in range(200):
+        mid = 0.5 * (lo + hi)
+        lo, hi = (mid, hi) if t_cdf(mid, df) < p else (lo, mid)
+        if hi - lo < 1e-12 * max(1.0, hi):
+            break
+    return 0.5 * (lo + hi)
+
+
+@dataclass(frozen=True)
+class Stat:
+    """Mean and CI half-width of n values (``half`` is None when n < 2)."""
+
+    values: tuple[float, ...]
+    confidence: float = 0.95
+
+    @property
+    def n(self) -> int:
+        return len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return sum(self.values) / self.n if self.n else math.nan
+
+    @property
+    def sd(self) -> float | None:
+        if self.n < 2:
+            return None
+        m = self.mean
+        return math.sqrt(sum((v - m) ** 2 for v in self.values) / (self.n - 1))
+
+    @property
+    def half(self) -> float | None:
+        sd = self.sd
+        if sd is None:
+            return None
+        return t_quantile(1 - (1 - self.confidence) / 2, self.n - 1) * sd / math.sqrt(self.n)
+
+    def to_json(self) -> dict[str, Any]:
+        return {"mean": self.mean, "ci_half_width": self.half, "n": self.n, "sd": self.sd, "values": list(self.values)}
+
+
+def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float | None, int]:
+    """``(mean, half-width, n)`` of a t-interval; half-width None for fewer than 2 values."""
+    s = Stat(tuple(values), confidence)
+    return s.mean, s.half, s.n
+
+
+# ----------------------------------------------------------------------------- reading runs
+
+
+def role_sections(recipe: Recipe, role: str) -> set[str]:
+    """Recipe sections whose values can change ``role``'s result: its own and every upstream stage's."""
+    seen, todo, out = set(), [role], set()
+    while todo:
+        stage = todo.pop()
+        if stage in seen:
+            continue
+        seen.add(stage)
+        out.update(_SECTIONS[stage])
+        todo.extend(upstream_of(recipe, stage))
+    return out
+
+
+@dataclass
+class RoleRun:
+    """What one variant's stage recorded: reuse key, outputs, per-epoch metrics."""
+
+    key: str
+    outputs: dict[str, Any]
+    epochs: list[dict[str, Any]] = field(default_factory=list)
+
+    def metric(self, name: str) -> float | None:
+        v = self.outputs.get(name)
+        return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else None
+
+    def best_val_until(self, epoch: int) -> float | None:
+        """Best val top-1 over epochs 1..epoch; None when the run has not reached ``epoch``."""
+        rows = [r for r in self.epochs if r.get("epoch", 0) <= epoch and "val_top1" in r]
+        if not rows or max(r["epoch"] for r in rows) < epoch:
+            return None
+        return max(float(r["val_top1"]) for r in rows)
+
+
+def read_role(run_dir: Path, role: str) -> RoleRun | None:
+    rec_path = run_dir / role / "stage.json"
+    if not rec_path.is_file():
+        return None
+    try:
+        rec = json.loads(rec_path.read_text())
+    except json.JSONDecodeError:
+        return None
+    rows = []
+    metrics = run_dir / role / "metrics.jsonl"
+    if metrics.is_file():
+        for line in metrics.read_text().splitlines():
+            if line.strip():
+                try:
+                    rows.append(json.loads(line))
+                except json.JSONDecodeError:
+                    pass  # a line cut by a crash
+    return RoleRun(str(rec.get("key")), dict(rec.get("outputs") or {}), rows)
+
+
+# ----------------------------------------------------------------------------- grouping
+
+
+@dataclass
+class Group:
+    """Variants that share a model's configuration; ``runs`` is keyed by stage key (dedup)."""
+
+    role: str
+    config: dict[str, Any]
+    recipe: Recipe  # of the first variant in the group (for model names, dataset, epochs)
+    runs: dict[str, RoleRun] = field(default_factory=dict)
+
+    def stat(self, fn: Any, confidence: float) -> Stat:
+        vals = [fn(r) for r in self.runs.values()]
+        return Stat(tuple(float(v) for v in vals if v is not None), confidence)
+
+
+def fresh_role(variant: Any, role: str) -> RoleRun | None:
+    """The variant's finished ``role`` run if it is fresh for the variant's recipe (its key matches
+    today's inputs): a run left over from an edited recipe is not reported as this recipe's result."""
+    from edgekd.stages.rundir import RunDir
+
+    run = read_role(variant.recipe.run_dir, role)
+    if run is None or not RunDir(variant.recipe).is_fresh(role):
+        return None
+    return run
+
+
+def group_runs(variants: list[Any], role: str) -> list[Group]:
+    groups: dict[str, Group] = {}
+    for v in variants:
+        run = fresh_role(v, role)
+        if run is None:
+            continue
+        relevant = role_sections(v.recipe, role)
+        config = {k: val for k, val in v.config.items() if k.split(".")[0] in relevant}
+        gk = json.dumps(config, sort_keys=False, default=str)
+        g = groups.setdefault(gk, Group(role, config, v.recipe))
+        g.runs[run.key] = run
+    return list(groups.values())
+
+
+def _fmt_value(v: Any) -> str:
+    if isinstance(v, float) and v.is_integer():
+        v = int(v)
+    if isinstance(v, (list, tuple)):
+        return "x".join(_fmt_value(x) for x in v)
+    return str(v)
+
+
+def config_label(config: dict[str, Any]) -> str:
+    return ", ".join(f"{SHORT_KEYS.get(k, k.split('.')[-1])} = {_fmt_value(v)}" for k, v in config.items())
+
+
+def dataset_name(recipe: Recipe) -> str:
+    d = recipe.data
+    return "synthetic" if d.source == "synthetic" or not d.root else Path(d.root).name or str(d.root)
+
+
+# ----------------------------------------------------------------------------- tables
+
+
+@dataclass
+class Table:
+    title: str
+    columns: list[str]
+    rows: list[list[Any]]  # each cell: str, or Stat (accuracy, shown in %), or ("params", Stat)
+    notes: list[str] = field(default_factory=list)
+
+
+def _acc(run: RoleRun) -> float | None:
+    return run.metric("test_top1")
+
+
+def _top5(run: RoleRun) -> float | None:
+    return run.metric("test_top5")
+
+
+def _params(run: RoleRun) -> float | None:
+    return run.metric("params")
+
+
+def ullah_table(recipe: Recipe, variants: list[Any]) -> Table:
+    c = recipe.sweep.confidence
+    rows: list[list[Any]] = []
+    for role in ("student_scratch", "teacher"):
+        for g in group_runs(variants, role):
+            label = ROLE_TITLES[role] + (f" ({config_label(g.config)})" if g.config else "")
+            rows.append([label, dataset_name(g.recipe), g.stat(_acc, c)])
+    kd_rows = []
+    for g in group_runs(variants, "student_kd"):
+        label = ROLE_TITLES["student_kd"] + (f" ({config_label(g.config)})" if g.config else "")
+        kd_rows.append([label, dataset_name(g.recipe), g.stat(_acc, c)])
+    ranked = sorted((r for r in kd_rows if r[2].n), key=lambda r: -r[2].mean)
+    for r, mark in zip(ranked, ("**", "*")):
+        r[0] = f"{mark}{r[0]}{mark}"
+    notes = ["Best and runner-up KD students in bold and italic, as in Ullah & Munir Tables 3-6."] if ranked else []
+    return Table("Accuracy with and without knowledge distillation (Ullah & Munir Tables 3-6)",
+                 ["Model", "Dataset", "Accuracy (%)"], rows + kd_rows, notes)
+
+
+def _marks(recipe: Recipe, g: Group) -> dict[str, int]:
+    if recipe.sweep.epoch_marks:
+        return dict(recipe.sweep.epoch_marks)
+    e = g.recipe.student.epochs
+    return {"early": max(1, round(0.25 * e)), "mid": max(1, round(0.75 * e)), "late": e}
+
+
+def camarena_table(recipe: Recipe, variants: list[Any]) -> Table:
+    c = recipe.sweep.confidence
+    named = {"student.model", "teacher.model", "data.fraction"}
+    groups = [("KD", g) for g in group_runs(variants, "student_kd")] + \
+             [("Scratch", g) for g in group_runs(variants, "student_scratch")]
+    if not groups:
+        return Table("Accuracy at early, mid and late training (Camarena et al. Tables 3-7)", [], [], [])
+    marks = _marks(recipe, groups[0][1])
+    other = any(set(g.config) - named for _, g in groups)
+    cols = ["Method", "Student", "Teacher", "Dataset", "Data %"] + (["Config"] if other else []) + \
+           [f"{name.capitalize()} (ep {e})" for name, e in marks.items()] + ["Test top-1 (%)"]
+    order = {}
+    for v in variants:
+        order.setdefault(v.recipe.student.model, len(order))
+    rows = []
+    for method, g in sorted(groups, key=lambda mg: (order.get(mg[1].recipe.student.model, 0), mg[0] != "KD",
+                                                     float(getattr(mg[1].recipe.data, "fraction", 100.0)))):
+        r = g.recipe
+        fraction = getattr(r.data, "fraction", None)
+        row: list[Any] = [method, r.student.model, r.teacher.model if method == "KD" else "None", dataset_name(r),
+                          _fmt_value(fraction) if fraction is not None else "100"]
+        if other:
+            row.append(config_label({k: v for k, v in g.config.items() if k not in named}) or "-")
+        for e in _marks(recipe, g).values():
+            row.append(g.stat(lambda run, e=e: run.best_val_until(e), c))
+        row.append(g.stat(_acc, c))
+        rows.append(row)
+    notes = [("Early/mid/late: best validation top-1 reached up to that epoch (Camarena et al. report test accuracy "
+              "at 50/150/200 of 200 epochs); Test: test top-1 of the checkpoint kept on validation.")]
+    return Table("Accuracy at early, mid and late training (Camarena et al. Tables 3-7)", cols, rows, notes)
+
+
+def config_table(recipe: Recipe, variants: list[Any], *, hu: bool) -> Table:
+    """One row per configuration; per model its accuracy (and, for ``hu``, parameters and top-5)."""
+    c = recipe.sweep.confidence
+    keys = [k for k in recipe.sweep.swept_keys if k != "seed"]
+    roles = [r for r in MODEL_ROLES if r in recipe.sweep.stages]
+    by_role = {r: group_runs(variants, r) for r in roles}
+    has_top5 = {r: any(run.metric("test_top5") is not None for g in gs for run in g.runs.values())
+                for r, gs in by_role.items()}
+    cols = [SHORT_KEYS.get(k, k) for k in keys]
+    for r in roles:
+        if hu:
+            cols.append(f"{ROLE_TITLES[r]} params (M)")
+        cols.append(f"{ROLE_TITLES[r]} top-1 (%)")
+        if hu and has_top5[r]:
+            cols.append(f"{ROLE_TITLES[r]} top-5 (%)")
+    rows, seen = [], set()
+    for v in variants:
+        ck = json.dumps(v.config, default=str)
+        if ck in seen:
+            continue
+        seen.add(ck)
+        row: list[Any] = [_fmt_value(v.config[k]) for k in keys]
+        for r in roles:
+            g = next((g for g in by_role[r] if all(v.config.get(k) == val for k, val in g.config.items())), None)
+            empty = Stat(())
+            if hu:
+                row.append(("params", g.stat(_params, c) if g else empty))
+            row.append(g.stat(_acc, c) if g else empty)
+            if hu and has_top5[r]:
+                row.append(g.stat(_top5, c) if g else empty)
+        rows.append(row)
+    title = "Ablations (Hu et al. Tables 2-4)" if hu else "Sweep summary"
+    return Table(title, cols, rows, [])
+
+
+def build_table(recipe: Recipe, variants: list[Any]) -> Table:
+    style = recipe.sweep.table
+    if style == "ullah":
+        return ullah_table(recipe, variants)
+    if style == "camarena":
+        return camarena_table(recipe, variants)
+    return config_table(recipe, variants, hu=style == "hu")
+
+
+# ----------------------------------------------------------------------------- rendering
+
+
+def _cell_text(cell: Any) -> str:
+    if isinstance(cell, tuple) and cell and cell[0] == "params":
+        s: Stat = cell[1]
+        return f"{s.mean / 1e6:.2f}" if s.n else "-"
+    if isinstance(cell, Stat):
+        if not cell.n:
+            return "-"
+        half = cell.half
+        return f"{100 * cell.mean:.2f} ± {100 * half:.2f} (n={cell.n})" if half is not None else \
+            f"{100 * cell.mean:.2f} ± n/a (n=1)"
+    return str(cell)
+
+
+def _ci_note(confidence: float) -> str:
+    pct = f"{100 * confidence:g}%"
+    return (f"Values: mean ± half-width of the {pct} confidence interval over n seeds, Student t-distribution with "
+            f"n-1 degrees of freedom (mean ± t(n-1) · s/√n, s the sample standard deviation); n/a when n = 1. "
+            "Accuracy is video-level top-1 on the test split, in %, unless the column says otherwise.")
+
+
+def render_markdown(table: Table, confidence: float) -> str:
+    lines = [f"# {table.title}", "", "| " + " | ".join(table.columns) + " |",
+             "| " + " | ".join("---" for _ in table.columns) + " |"]
+    lines += ["| " + " | ".join(_cell_text(c) for c in row) + " |" for row in table.rows]
+    lines += ["", _ci_note(confidence), *table.notes, ""]
+    return "\n".join(lines)
+
+
+def _cell_json(cell: Any) -> Any:
+    if isinstance(cell, tuple) and cell and cell[0] == "params":
+        return {"params": cell[1].to_json()}
+    return cell.to_json() if isinstance(cell, Stat) else cell
+
+
+def render_csv(table: Table) -> str:
+    buf = io.StringIO()
+    w = csv.writer(buf)
+    header: list[str] = []
+    sample = table.rows[0] if table.rows else [""] * len(table.columns)
+    for col, cell in zip(table.columns, sample):
+        header += [f"{col} mean", f"{col} ci95", f"{col} n"] if _is_stat(cell) else [col]
+    w.writerow(header)
+    for row in table.rows:
+        out: list[Any] = []
+        for cell in row:
+            s = cell[1] if isinstance(cell, tuple) else cell
+            if isinstance(s, Stat):
+                out += [f"{s.mean:.6g}" if s.n else "", f"{s.half:.6g}" if s.half is not None else "", s.n]
+            else:
+                out.append(cell)
+        w.writerow(out)
+    return buf.getvalue()
+
+
+def _is_stat(cell: Any) -> bool:
+    return isinstance(cell, Stat) or (isinstance(cell, tuple) and bool(cell) and cell[0] == "params")
+
+
+def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
+    """Build the table from the variants' run folders and write summary.md/json/csv atomically."""
+    from edgekd.sweep import sweep_root
+
+    root = sweep_root(recipe)
+    table = build_table(recipe, variants)
+    roles = [r for r in MODEL_ROLES if r in recipe.sweep.stages]
+    missing = [f"{v.slug}/{r}" for v in variants for r in roles if fresh_role(v, r) is None]
+    if missing:
+        table.notes.append(f"Not in the table (not run, failed, or stale for this recipe): {', '.join(missing)}.")
+    summary = {
+        "recipe": recipe.name,
+        "table_style": recipe.sweep.table,
+        "confidence": recipe.sweep.confidence,
+        "interval": "Student t, n-1 degrees of freedom, over seeds",
+        "title": table.title,
+        "columns": table.columns,
+        "rows": [[_cell_json(c) for c in row] for row in table.rows],
+        "notes": table.notes,
+        # per variant and stage: its outputs, or None when it has not run (or is stale for this recipe)
+        "variants": [{"slug": v.slug, "overrides": v.overrides,
+                      "roles": {r: (run.outputs if (run := fresh_role(v, r)) else None)
+                                for r in (*MODEL_ROLES, "pretrain")}} for v in variants],
+    }
+    write_text(root / "summary.md", render_markdown(table, recipe.sweep.confidence))
+    write_text(root / "summary.csv", render_csv(table))
+    write_json(root / "summary.json", summary)
+    return summary

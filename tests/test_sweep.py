@@ -1,0 +1,278 @@
+"""Sweeps: grid expansion, key validation, stage sharing between variants (stub stages, fast), the
+t-interval numbers against hand computation, and the paper-style summary tables."""
+
+from __future__ import annotations
+
+import csv
+import io
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from edgekd.recipe import RecipeError, parse_recipe
+from edgekd.stages import runner
+from edgekd.sweep import expand_grid, plan_sweep, run_sweep, sweep_root, variant_slug
+from edgekd.sweep_report import Stat, mean_ci, t_cdf, t_quantile
+
+T975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915,
+        29: 2.045229642132703}  # Student t 0.975 quantiles (statistical tables / scipy.stats.t.ppf)
+
+
+# ----------------------------------------------------------------------------- statistics
+
+
+@pytest.mark.parametrize("df, q", sorted(T975.items()))
+def test_t_quantile_matches_published_values(df: int, q: float) -> None:
+    assert t_quantile(0.975, df) == pytest.approx(q, rel=1e-9)
+    assert t_cdf(q, df) == pytest.approx(0.975, abs=1e-10)
+    assert t_quantile(0.025, df) == pytest.approx(-q, rel=1e-9)
+
+
+def test_t_quantile_agrees_with_scipy_over_a_range() -> None:
+    stats = pytest.importorskip("scipy.stats")
+    for df in (1, 2, 3, 5, 7, 12, 50):
+        for p in (0.9, 0.95, 0.975, 0.995):
+            assert t_quantile(p, df) == pytest.approx(float(stats.t.ppf(p, df)), rel=1e-8)
+
+
+def test_confidence_interval_by_hand_for_three_seeds() -> None:
+    # values 0.5, 0.6, 0.7: mean 0.6, sample sd 0.1, half-width t(0.975, 2) * 0.1 / sqrt(3)
+    mean, half, n = mean_ci([0.5, 0.6, 0.7])
+    assert (mean, n) == (pytest.approx(0.6), 3)
+    assert half == pytest.approx(4.302652729911275 * 0.1 / math.sqrt(3), rel=1e-9)
+    assert half == pytest.approx(0.248413, abs=1e-6)
+    # 90% interval over 5 values uses t(0.95, 4) = 2.131846786326649
+    vals = [0.80, 0.82, 0.85, 0.79, 0.84]
+    m = sum(vals) / 5
+    sd = math.sqrt(sum((v - m) ** 2 for v in vals) / 4)
+    assert Stat(tuple(vals), 0.90).half == pytest.approx(2.131846786326649 * sd / math.sqrt(5), rel=1e-9)
+    assert mean_ci([0.7]) == (0.7, None, 1)  # one seed: no interval
+
+
+# ----------------------------------------------------------------------------- grid and validation
+
+
+def test_grid_expansion_order_exclusion_and_slugs() -> None:
+    combos = expand_grid({"teacher.model": ["a", "b"], "student.model": ["a", "b"], "seed": [0, 1]},
+                         exclude=[{"teacher.model": "a", "student.model": "a"}, {"teacher.model": "b", "student.model": "b"}])
+    assert [(c["teacher.model"], c["student.model"], c["seed"]) for c in combos] == [
+        ("a", "b", 0), ("a", "b", 1), ("b", "a", 0), ("b", "a", 1)]
+    assert len(expand_grid({"distill.temperature": [1, 5, 10, 15, 20], "seed": [0, 1, 2]})) == 15
+    assert variant_slug({"distill.temperature": 5.0, "seed": 0}) == "distill.temperature-5_seed-0"
+    assert variant_slug({"data.crop": [32, 40]}) == "data.crop-32x40"
+    assert "/" not in variant_slug({"data.root": "/a/b c"})
+
+
+def _raw(tmp_path: Path, grid: dict[str, Any], **sweep: Any) -> dict[str, Any]:
+    return {"name": "sw", "runs_dir": str(tmp_path / "runs"), "student": {"epochs": 3},
+            "sweep": {"grid": grid, **sweep}}
+
+
+def test_unknown_swept_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(_raw(tmp_path, {"distill.temprature": [1, 5], "studnet.model": ["c3d_student"],
+                                     "data.synthetic": [1], "name": ["x"], "seed": []}))
+    msg = str(e.value)
+    assert "sweep.grid.distill.temprature: unknown recipe key 'distill.temprature'; did you mean distill.temperature?" in msg
+    assert "did you mean student?" in msg
+    assert "'data.synthetic' is a whole section" in msg
+    assert "'name' cannot be swept" in msg
+    assert "sweep.grid.seed: needs at least one value" in msg
+
+
+def test_every_variant_must_validate(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(_raw(tmp_path, {"distill.temperature": [0, 5], "distill.alpha": [0.5, 2]}))
+    msg = str(e.value)
+    assert "sweep variant distill.temperature-0_distill.alpha-0.5: distill.temperature: must be > 0, got 0.0" in msg
+    assert "sweep variant distill.temperature-5_distill.alpha-2: distill.alpha: must be in [0, 1], got 2.0" in msg
+    assert msg.count("sweep variant") == 4  # (0, 0.5): 1 error, (0, 2): 2, (5, 2): 1; (5, 0.5) is fine
+    with pytest.raises(RecipeError, match="epoch 5 is past student.epochs"):
+        parse_recipe(_raw(tmp_path, {"seed": [0]}, epoch_marks={"early": 1, "late": 5}))
+    with pytest.raises(RecipeError, match=r"sweep.exclude\[0\].seed: not a swept key \(distill.temperature\)"):
+        parse_recipe(_raw(tmp_path, {"distill.temperature": [1]}, exclude=[{"seed": 0}]))
+
+
+def test_variants_run_in_their_own_folders_with_the_values_set(tmp_path: Path) -> None:
+    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [1, 5], "seed": [0, 1]}))
+    variants = plan_sweep(r)
+    assert [v.slug for v in variants] == ["distill.temperature-1_seed-0", "distill.temperature-1_seed-1",
+                                          "distill.temperature-5_seed-0", "distill.temperature-5_seed-1"]
+    v = variants[3]
+    assert (v.recipe.distill.temperature, v.recipe.seed) == (5.0, 1)
+    assert v.recipe.run_dir == tmp_path / "runs" / "sw" / "sweep" / v.slug
+    assert not v.recipe.sweep.grid and v.recipe.student.epochs == 3
+    assert v.config == {"distill.temperature": 5}
+
+
+# ----------------------------------------------------------------------------- sharing (stub stages)
+
+
+def _fake_acc(rd: Any, role: str) -> float:
+    """A deterministic 'accuracy' that depends on exactly what the role depends on."""
+    r = rd.recipe
+    base = {"teacher": 0.9, "student_scratch": 0.6, "student_kd": 0.7}[role] + 0.01 * r.seed
+    if role == "student_kd":
+        base += 0.001 * r.distill.temperature
+    return base
+
+
+@pytest.fixture
+def stub_stages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
+    calls: list[tuple[str, str]] = []
+
+    def make(stage: str):
+        def fn(rd: Any) -> dict[str, Any]:
+            calls.append((stage, rd.recipe.name))
+            out = rd.stage_dir(stage)
+            out.mkdir(parents=True, exist_ok=True)
+            if stage == "data":
+                (out / "split.json").write_text(json.dumps({"seed": rd.recipe.seed}))
+                return {"train": 10}
+            if stage == "pretrain":
+                return {"enabled": False}
+            acc = _fake_acc(rd, stage)
+            (out / "ckpt.pt").write_bytes(f"{stage}-{acc}".encode())
+            rows = [{"epoch": e, "val_top1": acc - 0.1 * (3 - e) + (0.05 if e == 2 else 0)} for e in (1, 2, 3)]
+            (out / "metrics.jsonl").write_text("".join(json.dumps(x) + "\n" for x in rows))
+            return {"test_top1": acc, "params": 1_500_000 if stage == "teacher" else 250_000}
+        return fn
+
+    monkeypatch.setattr(runner, "_stage_fn", make)
+    return calls
+
+
+def test_a_temperature_sweep_trains_each_teacher_once(tmp_path: Path, stub_stages: list) -> None:
+    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [1, 5], "seed": [0, 1, 2]}, table="ullah"))
+    summary = run_sweep(r)
+    ran = [s for s, _ in stub_stages]
+    assert ran.count("data") == 3 and ran.count("teacher") == 3 and ran.count("student_scratch") == 3
+    assert ran.count("student_kd") == 6
+    root = sweep_root(r)
+    a, b = root / "distill.temperature-1_seed-0", root / "distill.temperature-5_seed-0"
+    assert (a / "teacher" / "ckpt.pt").stat().st_ino == (b / "teacher" / "ckpt.pt").stat().st_ino  # hard link
+    assert (b / "teacher" / "metrics.jsonl").stat().st_ino != (a / "teacher" / "metrics.jsonl").stat().st_ino  # copy
+    assert json.loads((b / "teacher" / "stage.json").read_text())["key"] == \
+        json.loads((a / "teacher" / "stage.json").read_text())["key"]
+    # a second invocation reuses every stage of every variant
+    stub_stages.clear()
+    run_sweep(r)
+    assert stub_stages == []
+    # Ullah-style table: scratch student, teacher, then one KD row per T; mean +/- CI over 3 seeds
+    labels = [row[0] for row in summary["rows"]]
+    assert labels == ["Student without KD", "Teacher", "*Student-KD (T = 1)*", "**Student-KD (T = 5)**"]
+    kd5 = summary["rows"][3][2]
+    assert kd5["n"] == 3 and kd5["values"] == pytest.approx([0.705, 0.715, 0.725])
+    assert kd5["mean"] == pytest.approx(0.715)
+    assert kd5["ci_half_width"] == pytest.approx(4.302652729911275 * 0.01 / math.sqrt(3), rel=1e-6)
+    teacher = summary["rows"][1][2]
+    assert teacher["n"] == 3 and teacher["mean"] == pytest.approx(0.91)  # shared runs counted once
+    md = (root / "summary.md").read_text()
+    assert "| **Student-KD (T = 5)** | synthetic | 71.50 ± 2.48 (n=3) |" in md
+    assert "Student t-distribution with n-1 degrees of freedom" in md
+    rows = list(csv.reader(io.StringIO((root / "summary.csv").read_text())))
+    assert rows[0] == ["Model", "Dataset", "Accuracy (%) mean", "Accuracy (%) ci95", "Accuracy (%) n"]
+    assert rows[4][2:] == ["0.715", f"{4.302652729911275 * 0.01 / math.sqrt(3):.6g}", "3"]
+    status = json.loads((root / "variants.json").read_text())
+    assert {v["status"] for v in status} == {"done"} and len(status) == 6
+
+
+def test_camarena_table_reads_accuracy_at_epoch_marks(tmp_path: Path, stub_stages: list) -> None:
+    raw = _raw(tmp_path, {"teacher.model": ["c3d_teacher", "c3d_student"], "student.model": ["c3d_teacher", "c3d_student"],
+                          "seed": [0, 1]}, table="camarena", epoch_marks={"early": 1, "mid": 2, "late": 3},
+               exclude=[{"teacher.model": "c3d_teacher", "student.model": "c3d_teacher"},
+                        {"teacher.model": "c3d_student", "student.model": "c3d_student"}])
+    summary = run_sweep(parse_recipe(raw))
+    ran = [s for s, _ in stub_stages]
+    assert ran.count("teacher") == 4 and ran.count("student_scratch") == 4 and ran.count("student_kd") == 4
+    assert summary["columns"] == ["Method", "Student", "Teacher", "Dataset", "Data %", "Early (ep 1)", "Mid (ep 2)",
+                                  "Late (ep 3)", "Test top-1 (%)"]
+    first = summary["rows"][0]
+    assert first[:5] == ["KD", "c3d_student", "c3d_teacher", "synthetic", "100"]
+    # stub val curve: acc-0.2, acc-0.05 (+0.05 bump), acc; best-so-far at epochs 1, 2, 3
+    acc = [0.7 + 0.001 * 10 + 0.01 * s for s in (0, 1)]  # default distill.temperature 10
+    assert first[5]["values"] == pytest.approx([a - 0.2 for a in acc])
+    assert first[6]["values"] == pytest.approx([a - 0.05 for a in acc])
+    assert first[7]["values"] == pytest.approx(acc) and first[8]["values"] == pytest.approx(acc)
+    scratch = [r for r in summary["rows"] if r[0] == "Scratch"]
+    assert [r[1] for r in scratch] == ["c3d_student", "c3d_teacher"]  # students in order of first appearance
+    assert all(r[2] == "None" for r in scratch)
+
+
+def test_hu_table_has_one_row_per_configuration_with_params(tmp_path: Path, stub_stages: list) -> None:
+    raw = _raw(tmp_path, {"distill.lambda1": [1, 50], "distill.lambda2": [200], "seed": [0, 1]}, table="hu",
+               stages=["data", "teacher", "student_kd"])
+    summary = run_sweep(parse_recipe(raw))
+    assert summary["columns"] == ["lambda1", "lambda2", "Teacher params (M)", "Teacher top-1 (%)",
+                                  "Student-KD params (M)", "Student-KD top-1 (%)"]
+    assert [r[:2] for r in summary["rows"]] == [["1", "200"], ["50", "200"]]
+    assert summary["rows"][0][2]["params"]["mean"] == 1_500_000
+    assert summary["rows"][0][5]["n"] == 2
+    assert "| 1 | 200 | 1.50 | 90.50 ± 6.35 (n=2) |" in (sweep_root(parse_recipe(raw)) / "summary.md").read_text()
+
+
+def test_points_give_paired_values_crossed_with_the_grid(tmp_path: Path) -> None:
+    pairs = [{"distill.lambda1": 1, "distill.lambda2": 1}, {"distill.lambda1": 50, "distill.lambda2": 200}]
+    combos = expand_grid({"seed": [0, 1]}, points=pairs)
+    assert [(c["distill.lambda1"], c["distill.lambda2"], c["seed"]) for c in combos] == [
+        (1, 1, 0), (1, 1, 1), (50, 200, 0), (50, 200, 1)]
+    r = parse_recipe(_raw(tmp_path, {"seed": [0, 1]}, points=pairs))
+    assert r.sweep.swept_keys == ["distill.lambda1", "distill.lambda2", "seed"]
+    assert [v.slug for v in plan_sweep(r)][-1] == "distill.lambda1-50_distill.lambda2-200_seed-1"
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(_raw(tmp_path, {"seed": [0]}, points=[{"distill.lamda1": 1}, {"seed": 3}]))
+    assert "sweep.points[0].distill.lamda1: unknown recipe key 'distill.lamda1'; did you mean distill.lambda1?" in str(e.value)
+    assert "sweep.points[1].seed: 'seed' is also in sweep.grid" in str(e.value)
+
+
+def test_cli_lists_variants_and_refuses_single_stage_commands_on_a_sweep(tmp_path: Path, capsys) -> None:
+    from edgekd.cli import main
+
+    recipe = tmp_path / "s.yaml"
+    recipe.write_text(f"name: s\nruns_dir: {tmp_path / 'runs'}\nsweep:\n  grid:\n    distill.temperature: [1, 5]\n")
+    assert main(["validate", str(recipe)]) == 0
+    assert "a sweep of 2 variants" in capsys.readouterr().out
+    assert main(["sweep", str(recipe), "--list"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out == [f"distill.temperature-1: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.temperature-1'}",
+                   f"distill.temperature-5: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.temperature-5'}"]
+    assert main(["distill", str(recipe)]) == 2
+    assert "is a sweep" in capsys.readouterr().err
+
+
+def test_the_summary_leaves_out_runs_that_are_stale_for_the_recipe(tmp_path: Path, stub_stages: list) -> None:
+    from edgekd.sweep_report import write_summary
+
+    raw = _raw(tmp_path, {"distill.temperature": [1, 5]}, table="ullah")
+    run_sweep(parse_recipe(raw))
+    raw["student"]["epochs"] = 4  # edited after the run: the students' results no longer describe it
+    edited = parse_recipe(raw)
+    summary = write_summary(edited, plan_sweep(edited))
+    assert [row[0] for row in summary["rows"]] == ["Teacher"]
+    assert "Not in the table (not run, failed, or stale for this recipe): distill.temperature-1/student_scratch" \
+        in summary["notes"][-1]
+
+
+def test_a_failing_variant_is_recorded_and_the_rest_still_run(tmp_path: Path, stub_stages: list,
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    stub = runner._stage_fn
+
+    def flaky(stage: str):
+        fn = stub(stage)
+
+        def run(rd: Any) -> dict[str, Any]:
+            if stage == "student_kd" and rd.recipe.distill.temperature == 5:
+                raise RuntimeError("boom")
+            return fn(rd)
+        return run
+
+    monkeypatch.setattr(runner, "_stage_fn", flaky)
+    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [5, 10]}, table="ullah"))
+    summary = run_sweep(r)
+    assert summary["failed"] == ["distill.temperature-5"]
+    status = {v["slug"]: v["status"] for v in json.loads((sweep_root(r) / "variants.json").read_text())}
+    assert status == {"distill.temperature-5": "failed: RuntimeError: boom", "distill.temperature-10": "done"}
+    assert [row[0] for row in summary["rows"]][-1] == "**Student-KD (T = 10)**"
