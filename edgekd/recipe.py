@@ -169,8 +169,8 @@ class BenchConfig:
     min_time_s: float = 1.0  # per latency measurement, after warm-up
     reference_cpu_mhz: float = 2500.0  # Ullah & Munir section 4.5
     reference_gpu_mhz: float = 585.0  # Ullah & Munir section 4.5
-    # also: "openvino_bf16" (the FP32 IR with hint bf16; skipped where the CPU lacks bf16), "tensorrt"
-    engines: tuple[str, ...] = ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_int8")
+    # openvino_bf16: the FP32 IR with hint bf16 (skipped, with the reason, where the CPU lacks bf16); also "tensorrt"
+    engines: tuple[str, ...] = ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_bf16", "openvino_int8")
     warmup: int = 3  # untimed calls before each latency measurement
     e2e_videos: int = 4  # test videos timed end to end (decode + preprocess + inference); 0 skips it
     peak_gemm: bool = True  # GEMM micro-benchmark per precision for the efficiency column (cached per machine)
