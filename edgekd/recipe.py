@@ -74,6 +74,9 @@ class DataConfig:
     augment: Literal["none", "camarena", "hu"] = "none"  # training augmentation preset (edgekd/data/augment.py)
     augment_params: AugmentConfig = field(default_factory=AugmentConfig)
     aug_variants: int | None = None  # V: sample params derive from (seed, video, v < V) -> cacheable teacher outputs
+    # which v a training clip uses: random (drawn per sample) or cycle (v = (epoch + per-video offset) mod V,
+    # so V consecutive epochs meet every (video, v) once and a teacher cache is full after V epochs)
+    aug_schedule: Literal["random", "cycle"] = "random"
     flow: Literal["none", "tvl1", "farneback"] = "none"  # optical flow cached by the data stage
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     clip_len: int = 16
@@ -295,6 +298,8 @@ def _check_ranges(r: Recipe) -> list[str]:
     need(d.min_frames >= 1, f"data.min_frames: must be >= 1, got {d.min_frames}")
     need(0 < d.fraction <= 100, f"data.fraction: must be a percentage in (0, 100], got {d.fraction}")
     need(d.aug_variants is None or d.aug_variants >= 1, f"data.aug_variants: must be >= 1 or null, got {d.aug_variants}")
+    need(d.aug_schedule == "random" or d.aug_variants is not None,
+         "data.aug_schedule: 'cycle' needs data.aug_variants (the number of variants to cycle through)")
     need(d.group_regex is None or d.source == "folder",
          f"data.group_regex: only used with data.source 'folder', got source {d.source!r}")
     if d.group_regex is not None:

@@ -121,6 +121,13 @@ class ClipDataset(Dataset):
     ``aug_variants=V`` torch's RNG only picks ``v`` in ``[0, V)`` and every parameter derives from
     ``(seed, index, v)``: the same (video, v) always gives the identical clip, so a teacher's outputs
     can be cached by ``clip_key``.
+
+    ``aug_schedule`` picks that ``v``: ``"random"`` draws it from torch's RNG per sample;
+    ``"cycle"`` takes ``v = (epoch + offset(seed, index)) mod V`` with the epoch given by
+    ``set_epoch`` (``fit`` calls it before each epoch's iterator, so freshly forked workers see it).
+    Any V consecutive epochs then meet every (video, v) exactly once, and epoch ``e + V`` repeats
+    epoch ``e``'s clips: a teacher-output cache is full after V epochs instead of after the long
+    tail of random draws. The per-video offset spreads the variants within one epoch.
     """
 
     def __init__(
@@ -138,6 +145,7 @@ class ClipDataset(Dataset):
         flow_cache: FlowCache | None = None,
         flow_norm: tuple[tuple[float, float], tuple[float, float]] = ((0.5, 0.5), (0.5, 0.5)),
         aug_variants: int | None = None,
+        aug_schedule: str = "random",
         seed: int = 0,
         with_extras: bool = False,
     ) -> None:
@@ -151,6 +159,10 @@ class ClipDataset(Dataset):
             raise ValueError(f"modality {modality!r} needs a flow cache (set data.flow in the recipe)")
         if aug_variants is not None and aug_variants < 1:
             raise ValueError(f"aug_variants must be >= 1 or None, got {aug_variants}")
+        if aug_schedule not in ("random", "cycle"):
+            raise ValueError(f"aug_schedule must be 'random' or 'cycle', got {aug_schedule!r}")
+        if aug_schedule == "cycle" and aug_variants is None:
+            raise ValueError("aug_schedule 'cycle' needs aug_variants (the number of variants to cycle through)")
         self.split = split
         self.subset = subset
         self.items = list(split.subset(subset))
@@ -164,6 +176,8 @@ class ClipDataset(Dataset):
         self.flow_cache = flow_cache
         self.flow_norm = flow_norm
         self.aug_variants = aug_variants
+        self.aug_schedule = aug_schedule
+        self.epoch = 0
         self.seed = seed
         self.with_extras = with_extras
         ch, cw = spec.crop
@@ -216,11 +230,24 @@ class ClipDataset(Dataset):
         ]
         return clips[0] if self.clips_per_video == 1 else np.stack(clips)
 
+    def set_epoch(self, epoch: int) -> None:
+        """The epoch the ``cycle`` schedule derives variants from (no effect with ``random``)."""
+        self.epoch = int(epoch)
+
+    def variant(self, i: int) -> int:
+        """The variant item ``i`` uses now: cycled by epoch, or drawn from torch's RNG (``random``)."""
+        assert self.aug_variants is not None
+        if self.aug_schedule == "cycle":
+            # a seed sequence other than the clip's own [seed, i, v]: the offset is independent of the params
+            offset = int(np.random.default_rng([self.seed, i, 2**32]).integers(self.aug_variants))
+            return (self.epoch + offset) % self.aug_variants
+        return int(torch.randint(0, self.aug_variants, ()).item())
+
     def _rng(self, i: int) -> tuple[np.random.Generator, int]:
         """The generator of one training sample and its variant (-1: not reproducible per video)."""
         if self.aug_variants is None:
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item())), -1
-        v = int(torch.randint(0, self.aug_variants, ()).item())
+        v = self.variant(i)
         return np.random.default_rng([self.seed, i, v]), v
 
     def _train_sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:

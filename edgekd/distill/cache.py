@@ -7,6 +7,14 @@ The frozen teacher's output for a key is then a pure function of the key, so aft
 epoch that meets a key its logits (and tapped features) are replayed instead of recomputed, and
 the loss is exactly the one a fresh teacher forward would give (tested, bit for bit).
 
+When keys are first met depends on ``data.aug_schedule``. With ``random`` each sample draws its
+``v``, so a video's last variant is met late (coupon collector) and epochs stay partly "fill"
+epochs for long. With ``cycle`` the variant is ``(epoch + per-video offset) mod V``: the first V
+epochs meet every key exactly once (every batch a full miss) and from epoch V + 1 on every batch
+hits, so a whole training pays the teacher for V epochs' worth of clips and no more. The backend
+behind the cache (PyTorch or OpenVINO, ``distill.teacher_backend``) is any ``Teacher``: both are
+deterministic at a fixed batch size, so replay is exact for either (tested).
+
 Exactness needs one more rule. The teacher's kernels round differently at different batch sizes
 (oneDNN/GEMM blocking: a row's fc7 features moved by ~5e-9 between batch 4 and batch 1 here,
 while permuting rows at the same size changed nothing). So the teacher always runs at one batch

@@ -234,7 +234,8 @@ class DataContext:
         return ClipDataset(self.split, subset, self.cache, self.spec, train=train, hflip=d.hflip,
                            clips_per_video=clips_per_video, augment=augment, modality=modality,
                            flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
-                           aug_variants=d.aug_variants if train else None, seed=self.recipe.seed, with_extras=train)
+                           aug_variants=d.aug_variants if train else None, aug_schedule=d.aug_schedule if train else "random",
+                           seed=self.recipe.seed, with_extras=train)
 
     def train_loader(self, batch_size: int, modality: str = "rgb") -> DataLoader:
         return make_loader(self.dataset("train", train=True, modality=modality), batch_size=batch_size, shuffle=True,

@@ -162,6 +162,11 @@ def fit(
     for epoch in range(state.epoch + 1, opts.epochs + 1):
         if sampler is not None:
             sampler.set_epoch(epoch)
+        # a dataset whose samples depend on the epoch (ClipDataset's cycle schedule); set before the
+        # iterator forks the (non-persistent) workers, and on resume from the restored epoch
+        set_epoch = getattr(train_loader.dataset, "set_epoch", None)
+        if callable(set_epoch):
+            set_epoch(epoch)
         train_stats = _train_epoch(net, train_loader, optimizer, loss_fn, opts, precision, epoch, extra_modules,
                                    state, resume)
         if scheduler is not None:
