@@ -28,7 +28,7 @@ def test_openvino_f32_teacher_matches_pytorch_logits_and_features():
     assert (got.logits - ref.logits).abs().max().item() < 1e-4
     assert (got.features - ref.features).abs().max().item() < 1e-4
     assert torch.equal(got.logits.argmax(1), ref.logits.argmax(1))
-    assert ov.describe()["precision"] == "f32" and ov.feature_dim == 512
+    assert ov.describe()["precision"] == "f32" and ov.describe()["ir_precision"] == "fp32" and ov.feature_dim == 512
 
 
 @pytest.mark.skipif("bf16" not in supported_precision_hints(), reason="CPU without native bf16")
@@ -51,4 +51,30 @@ def test_unknown_backend_and_precision_are_refused():
     with pytest.raises(ValueError, match="backend"):
         make_teacher("tensorrt", _teacher(), input_shape=SHAPE, feature_tap=None, precision="fp32", channels_last=False)
     with pytest.raises(ValueError, match="precision"):
-        OpenVinoTeacher(_teacher(), input_shape=SHAPE, precision="int8")
+        OpenVinoTeacher(_teacher(), input_shape=SHAPE, precision="f16")
+    with pytest.raises(ValueError, match="calibration clips"):
+        make_teacher("openvino_int8", _teacher(), input_shape=SHAPE, feature_tap=None, precision="fp32",
+                     channels_last=False)
+
+
+def test_openvino_int8_teacher_is_quantized_and_close_to_the_fp32_teacher():
+    """NNCF INT8 of the teacher, calibrated on 32 clips: the IR really holds int8 ops, logits and
+    features stay close to PyTorch fp32 (max error measured 3.5% of the logit range here; the
+    test allows 15%), and the describe() record says what it is."""
+    torch.manual_seed(1)
+    calib = torch.rand(32, *SHAPE).numpy()
+    x = torch.rand(8, *SHAPE)
+    tap = default_feature_path(_teacher())
+    ref = TorchTeacher(_teacher(), input_shape=SHAPE, feature_tap=tap)(x)
+    q = make_teacher("openvino_int8", _teacher(), input_shape=SHAPE, feature_tap=tap, precision="fp32",
+                     channels_last=False, calibration=calib)
+    got = q(x)
+    d = q.describe()
+    assert (d["precision"], d["ir_precision"], d["calibration_clips"]) == ("int8", "int8", 32)
+    assert got.logits.shape == ref.logits.shape and got.features.shape == ref.features.shape
+    span = (ref.logits.max() - ref.logits.min()).item()
+    err = (got.logits - ref.logits).abs().max().item()
+    print(f"int8 teacher: max |logit error| {err:.4g} of range {span:.4g}")
+    assert err <= 0.15 * span
+    f_span = (ref.features.max() - ref.features.min()).item()
+    assert (got.features - ref.features).abs().max().item() <= 0.15 * f_span

@@ -11,6 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
+from edgekd import distributed as dist
 from edgekd.distill.cache import CachedTeacher
 from edgekd.distill.projection import feature_projection
 from edgekd.distill.taps import FeatureTap, default_feature_path
@@ -65,6 +66,7 @@ def build_kd(
     channels_last: bool,
     teacher_input: str = "clips",
     fingerprint: str = "",
+    teacher_calibration: Any = None,
 ) -> KDSetup:
     """The KD loss of ``cfg.method`` for ``student`` against the frozen ``teacher_model``.
 
@@ -75,7 +77,8 @@ def build_kd(
     feature_kd = cfg.method == "hu"
     t_tap = (cfg.teacher_features or default_feature_path(teacher_model)) if feature_kd else None
     runner: Teacher = make_teacher(cfg.teacher_backend, teacher_model, input_shape=teacher_input_shape,
-                                   feature_tap=t_tap, precision=precision, channels_last=channels_last)
+                                   feature_tap=t_tap, precision=precision, channels_last=channels_last,
+                                   device=dist.device(), calibration=teacher_calibration)
     teacher = CachedTeacher(runner, fingerprint=fingerprint)
 
     def teacher_out(clips: torch.Tensor, extras: dict[str, Any]) -> TeacherOutput:
@@ -86,7 +89,10 @@ def build_kd(
         else:
             raise KeyError(f"the teacher reads extras[{teacher_input!r}], but the batch carries {sorted(extras)}")
         key = extras.get("clip_key") if cfg.cache != "off" else None
-        return teacher(x, key)
+        out = teacher(x, key)
+        # the loss runs where the student's batch is (a GPU under NCCL; the OpenVINO teacher is CPU-only)
+        return TeacherOutput(out.logits.to(clips.device),
+                             None if out.features is None else out.features.to(clips.device))
 
     if cfg.method == "ullah":
         def loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:

@@ -21,7 +21,7 @@ import torch.nn as nn
 from edgekd.distill.taps import FeatureTap
 from edgekd.train.perf import autocast, to_memory_format
 
-OPENVINO_PRECISIONS = ("f32", "bf16")
+OPENVINO_PRECISIONS = ("f32", "bf16", "int8")
 
 
 @dataclass
@@ -46,11 +46,16 @@ def freeze(model: nn.Module) -> nn.Module:
 
 
 class TorchTeacher:
-    """The frozen PyTorch teacher. ``precision`` is ``fp32`` or ``bf16`` (autocast)."""
+    """The frozen PyTorch teacher. ``precision`` is ``fp32`` or ``bf16`` (autocast).
+
+    ``device`` is where it computes (the rank's GPU under NCCL): inputs are moved there, so a
+    flow teacher fed CPU-side extras and an RGB teacher fed the student's device batch both work.
+    """
 
     def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], feature_tap: str | None = None,
-                 precision: str = "fp32", channels_last: bool = False) -> None:
-        self.model = to_memory_format(freeze(model), channels_last)
+                 precision: str = "fp32", channels_last: bool = False, device: torch.device | None = None) -> None:
+        self.device = device or torch.device("cpu")
+        self.model = to_memory_format(freeze(model).to(self.device), channels_last)
         self.precision = precision
         self.channels_last = channels_last
         self.tap = FeatureTap(self.model, feature_tap) if feature_tap else None  # type: ignore[arg-type]
@@ -58,7 +63,8 @@ class TorchTeacher:
 
     @torch.no_grad()
     def __call__(self, x: torch.Tensor) -> TeacherOutput:
-        with autocast(self.precision):
+        x = x.to(self.device)
+        with autocast(self.precision, self.device.type):
             logits = self.model(to_memory_format(x, self.channels_last)).float()  # type: ignore[operator]
         features = None if self.tap is None else self.tap.pop().float()
         return TeacherOutput(logits, features)
@@ -89,7 +95,8 @@ class OpenVinoTeacher:
     """
 
     def __init__(self, model: nn.Module, *, input_shape: tuple[int, ...], feature_tap: str | None = None,
-                 precision: str = "f32", threads: int | None = None) -> None:
+                 precision: str = "f32", threads: int | None = None,
+                 calibration: np.ndarray | None = None) -> None:
         import openvino as ov
 
         from edgekd.engines.openvino_engine import supported_precision_hints
@@ -97,7 +104,10 @@ class OpenVinoTeacher:
         if precision not in OPENVINO_PRECISIONS:
             raise ValueError(f"OpenVINO teacher precision must be one of {list(OPENVINO_PRECISIONS)}, got {precision!r}")
         core = ov.Core()
-        if precision not in supported_precision_hints(core):
+        hint = "f32" if precision == "int8" else precision  # INT8: quantized ops run int8, the rest f32
+        if precision == "int8" and (calibration is None or len(calibration) == 0):
+            raise ValueError("the INT8 OpenVINO teacher needs calibration clips (N, C, T, H, W) from the training split")
+        if hint not in supported_precision_hints(core):
             raise RuntimeError(f"this CPU cannot run OpenVINO inference precision {precision!r} "
                                f"(supported: {supported_precision_hints(core)})")
         model = freeze(model).float().to(memory_format=torch.contiguous_format)
@@ -106,13 +116,21 @@ class OpenVinoTeacher:
         example = torch.zeros(2, *input_shape)
         with torch.no_grad():
             ov_model = ov.convert_model(graph, example_input=example, input=[ov.PartialShape([-1, *input_shape])])
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision,
+        self.calibration_clips = 0
+        if precision == "int8":
+            assert calibration is not None
+            ov_model = _quantize_int8(ov_model, calibration)
+            self.calibration_clips = len(calibration)
+        from edgekd.engines.openvino_engine import ir_precision
+
+        self.ir_precision = ir_precision(ov_model)  # "int8" when NNCF inserted quantizers
+        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
                                   "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
         self.compiled = core.compile_model(ov_model, "CPU", config)
         self.convert_s = time.perf_counter() - start
         got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
-        if got != precision:
-            raise RuntimeError(f"OpenVINO compiled the teacher with inference precision {got!r}, requested {precision!r}")
+        if got != hint:
+            raise RuntimeError(f"OpenVINO compiled the teacher with inference precision {got!r}, requested {hint!r}")
         self.precision = precision
         self.feature_tap = feature_tap
         self._request = self.compiled.create_infer_request()
@@ -128,20 +146,47 @@ class OpenVinoTeacher:
         return TeacherOutput(logits, features)
 
     def describe(self) -> dict[str, Any]:
-        return {"backend": "openvino", "precision": self.precision, "feature_tap": self.feature_tap,
+        return {"backend": "openvino", "precision": self.precision, "ir_precision": self.ir_precision,
+                "calibration_clips": self.calibration_clips,
+                "feature_tap": self.feature_tap,
                 "feature_dim": self.feature_dim, "convert_s": round(self.convert_s, 2),
                 "threads": int(self.compiled.get_property("INFERENCE_NUM_THREADS"))}
 
 
+def _quantize_int8(ov_model: Any, calibration: np.ndarray) -> Any:
+    """NNCF post-training INT8 of the converted teacher, the engines stage's settings (PERFORMANCE
+    preset, CPU target, classifier head kept f32), on clips of the training split. Why: a fill
+    epoch of the teacher-output cache pays one teacher forward per clip, and INT8 on this CPU's
+    AMX halves the bf16 teacher's time (quickstart bench: C3D 19.9 ms vs 39.4 ms per clip)."""
+    import nncf  # seconds to import; only this path needs it
+
+    from edgekd.engines.openvino_engine import _classifier_head, ir_precision
+
+    clips = [np.ascontiguousarray(c[None], dtype=np.float32) for c in calibration]
+    kept = _classifier_head(ov_model)
+    quantized = nncf.quantize(ov_model, nncf.Dataset(clips), preset=nncf.QuantizationPreset.PERFORMANCE,
+                              target_device=nncf.TargetDevice.CPU, subset_size=len(clips),
+                              ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
+    if ir_precision(quantized) != "int8":
+        raise RuntimeError("NNCF inserted no quantizers into the teacher; refusing to call it an INT8 teacher")
+    return quantized
+
+
 def make_teacher(backend: str, model: nn.Module, *, input_shape: tuple[int, ...], feature_tap: str | None,
-                 precision: str, channels_last: bool) -> Teacher:
+                 precision: str, channels_last: bool, device: torch.device | None = None,
+                 calibration: np.ndarray | None = None) -> Teacher:
     """``backend`` pytorch | openvino. ``precision`` is the training precision (fp32 | bf16); the
     OpenVINO teacher maps it to the matching inference hint (f32 | bf16) so both backends compute
-    at the precision the student trains at."""
+    at the precision the student trains at. ``openvino_int8`` quantizes the teacher with NNCF on
+    ``calibration`` (training-split clips): the cheapest teacher, but its outputs differ from the
+    trained teacher's by the quantization error (the bench's ``agree_fp32`` column measures it)."""
     if backend == "pytorch":
         return TorchTeacher(model, input_shape=input_shape, feature_tap=feature_tap, precision=precision,
-                            channels_last=channels_last)
+                            channels_last=channels_last, device=device)
     if backend == "openvino":
         hint = {"fp32": "f32", "bf16": "bf16"}[precision]
         return OpenVinoTeacher(model, input_shape=input_shape, feature_tap=feature_tap, precision=hint)
-    raise ValueError(f"unknown teacher backend {backend!r} (pytorch, openvino)")
+    if backend == "openvino_int8":
+        return OpenVinoTeacher(model, input_shape=input_shape, feature_tap=feature_tap, precision="int8",
+                               calibration=calibration)
+    raise ValueError(f"unknown teacher backend {backend!r} (pytorch, openvino, openvino_int8)")
