@@ -28,6 +28,7 @@ from typing import Any
 
 from edgekd.recipe import Recipe, RecipeError, parse_recipe
 from edgekd.utils.atomic import atomic_dir, write_json
+from edgekd.utils.cpu_clock import CpuClock
 from edgekd.utils.hashing import stable_hash
 
 COPIED_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".csv", ".yaml", ".log"}  # copied; other files hard-linked
@@ -221,6 +222,7 @@ def run_sweep(recipe: Recipe, *, force: bool = False, keep_going: bool = True) -
     root.mkdir(parents=True, exist_ok=True)
     pool = StagePool(root, since=time.time() if force else None)
     status: dict[str, str] = {}
+    clock = CpuClock.start()
     for i, v in enumerate(variants, 1):
         print(f"=== sweep {recipe.name}: variant {i}/{len(variants)} {v.slug}", flush=True)
         try:
@@ -233,6 +235,9 @@ def run_sweep(recipe: Recipe, *, force: bool = False, keep_going: bool = True) -
                 _write_variants(root, variants, status)
                 raise
         _write_variants(root, variants, status)
+    timing = clock.read()
+    write_json(root / "timing.json", timing)  # this invocation only: stages shared from earlier runs cost nothing here
+    print(f"sweep {recipe.name}: {clock.line()}", flush=True)
     summary = write_summary(recipe, variants)
     failed = [s for s, st in status.items() if st != "done"]
     if failed:

@@ -451,6 +451,12 @@ def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
     missing = [f"{v.slug}/{r}" for v in variants for r in roles if fresh_role(v, r) is None]
     if missing:
         table.notes.append(f"Not in the table (not run, failed, or stale for this recipe): {', '.join(missing)}.")
+    timing_path = root / "timing.json"
+    if timing_path.is_file():  # written by run_sweep for the invocation that produced this table
+        t = json.loads(timing_path.read_text())
+        steal = "" if t.get("host_steal") is None else f"; the hypervisor took {t['host_steal']:.0%} of the host's CPU time"
+        table.notes.append(f"Last `edgekd sweep` run: {t['wall_s'] / 60:.1f} min wall, {t['process_cpu_s'] / 60:.1f} "
+                           f"min CPU on {t['cores']} cores{steal} (stages reused from earlier runs cost nothing).")
     summary = {
         "recipe": recipe.name,
         "table_style": recipe.sweep.table,

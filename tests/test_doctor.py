@@ -60,3 +60,20 @@ def test_doctor_json(capsys):
     assert {"cpu", "clock", "torch", "openvino", "onnxruntime", "tensorrt", "engines"} <= set(facts)
     assert isinstance(facts["onnxruntime"]["providers"], list) and "CPU" in facts["openvino"]["devices"]
     assert facts["tensorrt"]["usable"] in (True, False) and facts["tensorrt"]["status"]
+
+
+def test_host_probe_advises_one_thread_under_heavy_steal(monkeypatch):
+    from edgekd import doctor
+    from edgekd.utils import cpu_clock
+
+    ticks = iter([(100, 900, 0), (150, 950, 400)])  # (user, idle, steal): +400 steal of +500 ticks -> 80%
+
+    def fake_ticks():
+        user, idle, steal = next(ticks)
+        return [user, 0, 0, idle, 0, 0, 0, steal]
+
+    monkeypatch.setattr(cpu_clock, "_cpu_ticks", fake_ticks)
+    f = doctor.host_facts(sample_s=0.01)
+    assert f["steal"] == 0.8 and "OMP_NUM_THREADS=1" in f["advice"]
+    ticks = iter([(100, 900, 0), (190, 1000, 10)])  # 10 of 200 ticks stolen: no advice
+    assert doctor.host_facts(sample_s=0.01)["advice"] is None

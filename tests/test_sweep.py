@@ -252,8 +252,11 @@ def test_the_summary_leaves_out_runs_that_are_stale_for_the_recipe(tmp_path: Pat
     edited = parse_recipe(raw)
     summary = write_summary(edited, plan_sweep(edited))
     assert [row[0] for row in summary["rows"]] == ["Teacher"]
-    assert "Not in the table (not run, failed, or stale for this recipe): distill.temperature-1/student_scratch" \
-        in summary["notes"][-1]
+    assert any("Not in the table (not run, failed, or stale for this recipe): distill.temperature-1/student_scratch"
+               in note for note in summary["notes"])
+    timing = json.loads((sweep_root(edited) / "timing.json").read_text())
+    assert timing["wall_s"] >= 0 and timing["process_cpu_s"] >= 0
+    assert any(note.startswith("Last `edgekd sweep` run:") for note in summary["notes"])
 
 
 def test_a_failing_variant_is_recorded_and_the_rest_still_run(tmp_path: Path, stub_stages: list,
