@@ -77,3 +77,21 @@ def test_odd_sizes_export_to_onnx_with_the_same_shapes(tmp_path, size):
         want = m(x).numpy()
     assert got.shape == (2, 4)
     assert np.abs(got - want).max() < 1e-4
+
+
+def test_c3d_bn_variants_add_one_batch_norm_per_conv_and_drop_conv_biases():
+    """c3d_*_bn: same layers as the paper's C3D plus BatchNorm3d after each of the 8 convolutions;
+    a conv bias before batch norm is redundant, so the parameter delta is exactly
+    sum(2 * width) (BN affine) - sum(width) (conv biases) = sum(widths)."""
+    import torch.nn as nn
+
+    from edgekd.models.c3d import STUDENT_WIDTHS, TEACHER_WIDTHS
+
+    for plain, bn, widths in (("c3d_teacher", "c3d_teacher_bn", TEACHER_WIDTHS),
+                              ("c3d_student", "c3d_student_bn", STUDENT_WIDTHS)):
+        a, b = build_model(plain, num_classes=10), build_model(bn, num_classes=10)
+        n = lambda m: sum(p.numel() for p in m.parameters())  # noqa: E731
+        assert n(b) - n(a) == sum(widths)
+        assert sum(isinstance(m, nn.BatchNorm3d) for m in b.modules()) == 8
+    m = build_model("c3d_student_bn", num_classes=4, input_size=(8, 32, 40), width_mult=0.5).eval()
+    assert m(torch.randn(2, 3, 8, 32, 40)).shape == (2, 4)

@@ -31,8 +31,8 @@ def test_every_recipe_validates(path: Path, capsys: pytest.CaptureFixture[str]) 
 def test_there_is_a_paper_recipe_per_experiment_and_toy_twins() -> None:
     names = {p.stem for p in PAPERS}
     assert {"ullah_ucf101", "ullah_hmdb51", "ullah_ucf11", "ullah_ucf50", "camarena_ucf101",
-            "camarena_ucf101_fractions", "hu_imrs_ucf101", "hu_imrs_hmdb51", "hu_table3_excitation",
-            "hu_table4_lambdas"} <= names
+            "camarena_ucf101_fractions", "hu_imrs_ucf101", "hu_imrs_hmdb51", "hu_table2_ce_position",
+            "hu_table3_excitation", "hu_table4_lambdas"} <= names
     for p in PAPERS:
         twin = re.search(r"Toy twin: (recipes/toy/\S+\.yaml)", p.read_text())
         assert twin, f"{_id(p)} names no toy twin"
@@ -43,7 +43,9 @@ def test_there_is_a_paper_recipe_per_experiment_and_toy_twins() -> None:
 def test_toy_twins_run_on_synthetic_data(path: Path) -> None:
     r = load_recipe(path)
     assert r.data.source == "synthetic" and r.sweep.swept_keys
-    assert max(r.data.crop) <= 32 and r.data.clip_len <= 8
+    # sized like the quickstart or smaller: what fits the 20-minute budget of a 2-core CPU
+    assert r.data.crop[0] * r.data.crop[1] <= 32 * 40 and r.data.clip_len <= 16
+    assert r.data.synthetic.classes is not None and len(r.data.synthetic.classes) * r.data.synthetic.per_class <= 160
 
 
 @pytest.mark.parametrize("path", sorted((RECIPES / "papers").glob("ullah_*.yaml")), ids=_id)
@@ -78,3 +80,12 @@ def test_hu_recipes_flow_teacher_rgb_student_and_lambda_pairs() -> None:
     assert got == [(1, 1), (10, 10), (50, 50), (50, 100), (50, 200), (50, 300)]  # Hu Table 4
     exc = load_recipe(RECIPES / "papers" / "hu_table3_excitation.yaml")
     assert exc.sweep.grid["student.model"] == ("resnext3d_101", "resnext3d_101_se", "resnext3d_101_ce")
+    pos = load_recipe(RECIPES / "papers" / "hu_table2_ce_position.yaml")
+    models = pos.sweep.grid["student.model"]
+    assert set(models) == {"resnext3d_101", "resnext3d_101_ce", *(f"resnext3d_101_ce_res{k}" for k in (2, 3, 4, 5))}
+    from edgekd.models import build_model
+    from edgekd.models.resnext3d import ChannelExcitation
+
+    ce_counts = {m: sum(isinstance(x, ChannelExcitation) for x in build_model(m, num_classes=51, width_mult=0.25).modules())
+                 for m in models}
+    assert ce_counts == {"resnext3d_101": 0, "resnext3d_101_ce": 4, **{f"resnext3d_101_ce_res{k}": 1 for k in (2, 3, 4, 5)}}

@@ -34,6 +34,10 @@ _CONV_NAMES = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a
 class C3D(nn.Module):
     """Plain C3D. Input ``(N, C, T, H, W)``, output logits ``(N, num_classes)``.
 
+    ``batch_norm`` puts a BatchNorm3d after every convolution (the ``c3d_*_bn`` models): not the
+    papers' network, but without normalisation C3D sits on the loss plateau at ln(K) for many
+    epochs, which a 20-minute toy budget cannot afford.
+
     Layer names follow the public Sports-1M ports (conv1..conv5b, fc6, fc7, fc8) so those
     checkpoints map onto this module by name. ``in_channels`` is 3 for RGB, 2 for flow teachers.
     """
@@ -50,6 +54,7 @@ class C3D(nn.Module):
         in_channels: int = 3,
         input_size: Sequence[int] = (16, 112, 112),
         dropout: float = 0.5,
+        batch_norm: bool = False,
     ) -> None:
         super().__init__()
         if len(widths) != 8 or len(fc) != 2:
@@ -61,7 +66,9 @@ class C3D(nn.Module):
         layers: dict[str, nn.Module] = {}
         prev, dims = in_channels, self.input_size
         for i, (name, width) in enumerate(zip(_CONV_NAMES, widths)):
-            layers[name] = nn.Conv3d(prev, width, kernel_size=3, padding=1)
+            layers[name] = nn.Conv3d(prev, width, kernel_size=3, padding=1, bias=not batch_norm)
+            if batch_norm:
+                layers[f"bn_{name}"] = nn.BatchNorm3d(width)
             layers[f"relu_{name}"] = nn.ReLU(inplace=True)
             if i in _POOL_AFTER:
                 stage = _POOL_AFTER.index(i) + 1
@@ -119,7 +126,8 @@ def _init_conv(module: nn.Module) -> None:
     for m in module.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            nn.init.zeros_(m.bias)
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
 
 
 @register_model("c3d_teacher")
@@ -142,3 +150,19 @@ def _scale(widths: Sequence[int], mult: float) -> tuple[int, ...]:
     if mult <= 0:
         raise ValueError(f"width_mult must be > 0, got {mult}")
     return tuple(max(1, int(round(w * mult))) for w in widths)
+
+
+@register_model("c3d_teacher_bn")
+def c3d_teacher_bn(num_classes: int, *, input_size: Sequence[int] | None = (16, 112, 112), width_mult: float = 1.0,
+                   dropout: float = 0.5, in_channels: int = 3) -> C3D:
+    """``c3d_teacher`` with batch norm after each convolution (for small budgets; see ``C3D``)."""
+    return C3D(num_classes, widths=_scale(TEACHER_WIDTHS, width_mult), fc=_scale(TEACHER_FC, width_mult),
+               input_size=input_size or (16, 112, 112), dropout=dropout, in_channels=in_channels, batch_norm=True)
+
+
+@register_model("c3d_student_bn")
+def c3d_student_bn(num_classes: int, *, input_size: Sequence[int] | None = (16, 112, 112), width_mult: float = 1.0,
+                   dropout: float = 0.5, in_channels: int = 3) -> C3D:
+    """``c3d_student`` with batch norm after each convolution (for small budgets; see ``C3D``)."""
+    return C3D(num_classes, widths=_scale(STUDENT_WIDTHS, width_mult), fc=_scale(STUDENT_FC, width_mult),
+               input_size=input_size or (16, 112, 112), dropout=dropout, in_channels=in_channels, batch_norm=True)

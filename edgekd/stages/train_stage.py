@@ -105,6 +105,7 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
     final = load_checkpoint(out / "ckpt.pt").build()
     test = evaluate(final, _loader(ctx, "test", cfg.batch_size, cfg.modality))
     result = {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
+              **({"test_top5": test["top5"]} if "top5" in test else {}),
               "params": count_params(final), "precision": resolve_precision(cfg.precision), "modality": cfg.modality}
     if kd is not None:
         if rd.recipe.distill.cache == "disk":
@@ -142,13 +143,19 @@ def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module
     precision = resolve_precision(cfg.precision)
     fingerprint = stable_hash({"teacher": (rd.record("teacher") or {}).get("key"), "data": rd.recipe.section_hash("data"),
                                "backend": dcfg.teacher_backend, "precision": precision, "method": dcfg.method,
+                               "calibration_clips": dcfg.teacher_calibration_clips if dcfg.teacher_backend == "openvino_int8" else None,
                                "tap": dcfg.teacher_features, "modality": t_modality})
     channels = {"rgb": 3, "flow": 2}
+    calibration = None
+    if dcfg.teacher_backend == "openvino_int8":
+        calibration = ctx.eval_array("train", limit=dcfg.teacher_calibration_clips, modality=t_modality)[0]
+        print(f"[student_kd] INT8 teacher: NNCF calibration on {len(calibration)} training-split clips")
     kd = build_kd(dcfg, ckpt.build(), student,
                   teacher_input_shape=(channels[t_modality], ctx.spec.clip_len, *ctx.spec.crop),
                   student_input_shape=(channels[cfg.modality], ctx.spec.clip_len, *ctx.spec.crop),
                   precision=precision, channels_last=cfg.channels_last,
-                  teacher_input="clips" if t_modality == cfg.modality else t_modality, fingerprint=fingerprint)
+                  teacher_input="clips" if t_modality == cfg.modality else t_modality, fingerprint=fingerprint,
+                  teacher_calibration=calibration)
     if dcfg.cache == "disk":
         kd.teacher.load(rd.stage_dir("student_kd") / CACHE_FILE)
     return kd
