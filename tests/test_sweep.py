@@ -279,3 +279,63 @@ def test_a_failing_variant_is_recorded_and_the_rest_still_run(tmp_path: Path, st
     status = {v["slug"]: v["status"] for v in json.loads((sweep_root(r) / "variants.json").read_text())}
     assert status == {"distill.temperature-5": "failed: RuntimeError: boom", "distill.temperature-10": "done"}
     assert [row[0] for row in summary["rows"]][-1] == "**Student-KD (T = 10)**"
+
+
+# ----------------------------------------------------------------------------- parallel variants (--jobs)
+
+
+def test_stage_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
+    """Two holders of the same stage key are serialised (flock on separate opens), other keys are not."""
+    import threading
+
+    from edgekd.sweep import StagePool
+
+    class FakeRd:
+        def __init__(self, key: str) -> None:
+            self._key = key
+
+        def key(self, stage: str) -> str:
+            return self._key
+
+    pool = StagePool(tmp_path)
+    events: list[str] = []
+    entered = threading.Event()
+
+    def second() -> None:
+        with pool.lock(FakeRd("k1"), "teacher"):
+            events.append("second")
+
+    with pool.lock(FakeRd("k1"), "teacher"):
+        t = threading.Thread(target=second)
+        t.start()
+        with pool.lock(FakeRd("k2"), "teacher"):  # another key: not blocked (or this would deadlock)
+            entered.set()
+        t.join(timeout=0.5)
+        assert t.is_alive() and events == []  # still waiting for the first holder
+        events.append("first")
+    t.join(timeout=10)
+    assert not t.is_alive() and events == ["first", "second"] and entered.is_set()
+    assert (tmp_path / ".locks" / "teacher-k1.lock").is_file()
+
+
+def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
+    """``jobs=2``: two worker processes, the real data stage (tiny synthetic set). Both variants need
+    the same data stage (its key ignores distill.*): one runs it, the other waits on the lock and
+    shares it; each variant's log is in its folder and the timing records the jobs."""
+    raw = {"name": "par", "runs_dir": str(tmp_path / "runs"),
+           "data": {"cache_dir": str(tmp_path / "cache"), "clip_len": 4, "resize": [24, 32], "crop": [16, 16],
+                    "synthetic": {"classes": ["walk", "squat"], "per_class": 3, "num_frames": 8, "size": [64, 48]}},
+           "sweep": {"grid": {"distill.temperature": [1, 5]}, "stages": ["data"]}}
+    r = parse_recipe(raw)
+    summary = run_sweep(r, jobs=2)
+    assert summary["failed"] == []
+    root = sweep_root(r)
+    logs = [(root / v.slug / "sweep.log").read_text() for v in plan_sweep(r)]
+    assert sum("data: running" in log for log in logs) == 1, logs
+    assert sum("data: shared" in log for log in logs) == 1, logs
+    keys = {json.loads((root / v.slug / "data" / "stage.json").read_text())["key"] for v in plan_sweep(r)}
+    assert len(keys) == 1
+    assert json.loads((root / "timing.json").read_text())["jobs"] == 2
+    assert [v["status"] for v in json.loads((root / "variants.json").read_text())] == ["done", "done"]
+    with pytest.raises(ValueError, match="jobs must be >= 1"):
+        run_sweep(r, jobs=0)

@@ -8,9 +8,10 @@ before the next freshness check.
 
 from __future__ import annotations
 
+import contextlib
 import time
 from collections.abc import Callable, Sequence
-from typing import Any
+from typing import Any, ContextManager
 
 import yaml
 
@@ -48,13 +49,17 @@ def _stage_fn(stage: str) -> Callable[[RunDir], dict[str, Any]]:
 
 # share(rd, stage) -> the directory a finished stage with rd.key(stage) was copied from, or None
 ShareFn = Callable[[RunDir, str], Any]
+# lock(rd, stage) -> a context held while a stage is looked up in ``share`` and, if not found, run:
+# sweeps running variants in parallel take a per-stage-key lock so a shared stage runs only once
+LockFn = Callable[[RunDir, str], ContextManager[Any]]
 
 
 def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: bool = False,
-                 share: ShareFn | None = None) -> RunDir:
+                 share: ShareFn | None = None, lock: LockFn | None = None) -> RunDir:
     """Run ``stages`` (all by default, in pipeline order). The data stage always runs first (it is
     reused when fresh) because every other stage reads the split and the frame cache. ``share``
-    (used by sweeps) may supply a stage that another run already finished with the same key."""
+    (used by sweeps) may supply a stage that another run already finished with the same key;
+    ``lock`` (parallel sweeps) is held from that lookup until the stage is recorded."""
     selected = list(STAGES) if stages is None else ["data", *[s for s in STAGES if s in stages and s != "data"]]
     unknown = set(stages or ()) - set(STAGES)
     if unknown:
@@ -74,19 +79,20 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
                 print(f"{tag}: reused (inputs unchanged: {rd.stage_dir(stage) / 'stage.json'})", flush=True)
             continue
         rd.key(stage)  # raises StageNotReady, naming the missing upstream stage, before any work
-        if share is not None and not dist.is_distributed() and (source := share(rd, stage)) is not None:
-            print(f"{tag}: shared (same inputs as {source})", flush=True)
-            continue
-        if not main and stage not in DISTRIBUTED_STAGES:
-            continue  # rank 0 runs it; this rank waits at the next barrier
-        if main:
-            print(f"{tag}: running" + (f" on {dist.world_size()} processes" if stage in DISTRIBUTED_STAGES
-                                       and dist.is_distributed() else ""), flush=True)
-        start = time.perf_counter()
-        outputs = _stage_fn(stage)(rd)
-        if main:
-            rd.mark_done(stage, seconds=time.perf_counter() - start, outputs=outputs)
-            print(f"{tag}: done in {time.perf_counter() - start:.1f} s", flush=True)
+        with (lock(rd, stage) if lock is not None and not dist.is_distributed() else contextlib.nullcontext()):
+            if share is not None and not dist.is_distributed() and (source := share(rd, stage)) is not None:
+                print(f"{tag}: shared (same inputs as {source})", flush=True)
+                continue
+            if not main and stage not in DISTRIBUTED_STAGES:
+                continue  # rank 0 runs it; this rank waits at the next barrier
+            if main:
+                print(f"{tag}: running" + (f" on {dist.world_size()} processes" if stage in DISTRIBUTED_STAGES
+                                           and dist.is_distributed() else ""), flush=True)
+            start = time.perf_counter()
+            outputs = _stage_fn(stage)(rd)
+            if main:
+                rd.mark_done(stage, seconds=time.perf_counter() - start, outputs=outputs)
+                print(f"{tag}: done in {time.perf_counter() - start:.1f} s", flush=True)
     dist.barrier()
     if main:
         print(f"run {recipe.name}: {time.perf_counter() - total:.1f} s, artifacts in {rd.root}", flush=True)
