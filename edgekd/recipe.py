@@ -104,6 +104,8 @@ class TrainConfig:
     weight_decay: float = 0.0
     precision: Literal["auto", "fp32", "bf16"] = "auto"  # auto: bf16 autocast where the CPU has AMX/AVX512-BF16
     channels_last: bool = True
+    # residual nets (R3D, R(2+1)D, MC3, 3D-ResNeXt): start each block as the identity (zeroed last BN)
+    zero_init_residual: bool = False
     max_steps_per_epoch: int | None = None
     lr_schedule: Literal["constant", "cosine"] = "constant"  # per epoch; cosine decays to 0 at the last epoch
     # input the network trains on: RGB frames or 2-channel optical flow (Hu et al.'s flow teacher)

@@ -173,6 +173,39 @@ def test_width_mult_scales_video_resnet_and_resnext():
         build_model("resnext3d_50", num_classes=3, width_mult=0.2)
 
 
+@pytest.mark.parametrize("name", ["r3d_18", "r2plus1d_18", "mc3_18", "resnext3d_50", "resnext3d_101_ce_res3"])
+def test_zero_init_residual_starts_every_block_as_the_identity(name):
+    """With the last BN of each block zeroed, a block without a downsample maps its (post-ReLU,
+    so non-negative) input to itself; the default init leaves those BN scales at 1."""
+    torch.manual_seed(0)
+    model = build_model(name, num_classes=5, width_mult=0.25, zero_init_residual=True).eval()
+    default = build_model(name, num_classes=5, width_mult=0.25).eval()
+    block, ref = model.layer1[1], default.layer1[1]
+    last = [m for m in block.modules() if isinstance(m, nn.BatchNorm3d)][-1]
+    assert torch.count_nonzero(last.weight) == 0
+    assert torch.all([m for m in ref.modules() if isinstance(m, nn.BatchNorm3d)][-1].weight == 1)
+    channels = last.num_features
+    x = torch.rand(2, channels, 2, 4, 4)
+    with torch.no_grad():
+        assert torch.equal(block(x), x)
+        assert not torch.allclose(ref(x), x)
+        assert model(torch.randn(1, 3, 4, 32, 32)).shape == (1, 5)
+
+
+def test_zero_init_residual_on_a_model_without_residual_blocks_is_a_clear_error(tmp_path):
+    from edgekd.recipe import parse_recipe
+    from edgekd.stages.train_stage import build_for
+
+    r = parse_recipe({"name": "z", "runs_dir": str(tmp_path), "student": {"zero_init_residual": True}})
+
+    class Ctx:
+        class spec:
+            clip_len, crop = 16, (112, 112)
+
+    with pytest.raises(ValueError, match="zero_init_residual: c3d_student has no residual blocks"):
+        build_for(r.student, 5, Ctx())
+
+
 def test_channel_excitation_matches_hand_computation():
     ce = ChannelExcitation(3)
     with torch.no_grad():

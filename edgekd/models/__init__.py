@@ -19,6 +19,7 @@ that feature as ``(N, D)``.
 from __future__ import annotations
 
 import difflib
+import inspect
 from collections.abc import Callable
 
 import torch.nn as nn
@@ -42,6 +43,12 @@ def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
 def list_models() -> list[str]:
     """Names of every registered model, sorted."""
     return sorted(_REGISTRY)
+
+
+def model_accepts(name: str, argument: str) -> bool:
+    """Whether the registered factory ``name`` takes keyword ``argument`` (e.g. ``zero_init_residual``)."""
+    factory = _REGISTRY.get(name)
+    return factory is not None and argument in inspect.signature(factory).parameters
 
 
 def build_model(name: str, **kwargs: object) -> nn.Module:

@@ -129,6 +129,7 @@ class ResNeXt3D(nn.Module):
         excitation_stages: Sequence[int] = RES_STAGES,
         ce_kernel: int = 3,
         se_reduction: int = 16,
+        zero_init_residual: bool = False,
     ) -> None:
         super().__init__()
         if excitation not in ("none", "ce", "se"):
@@ -163,6 +164,10 @@ class ResNeXt3D(nn.Module):
             elif isinstance(m, nn.BatchNorm3d):
                 nn.init.ones_(m.weight)
                 nn.init.zeros_(m.bias)
+        if zero_init_residual:  # each block starts as the identity (see video_resnet.zero_last_bn)
+            for m in self.modules():
+                if isinstance(m, ResNeXtBottleneck):
+                    nn.init.zeros_(m.bn3.weight)
 
     def _make_layer(self, planes: int, blocks: int, cardinality: int, stride: int = 1) -> nn.Sequential:
         downsample = None
@@ -191,44 +196,49 @@ class ResNeXt3D(nn.Module):
 
 
 def _resnext(layers: Sequence[int], num_classes: int, width_mult: float, dropout: float, in_channels: int,
-             excitation: Excitation, excitation_stages: Sequence[int]) -> ResNeXt3D:
+             excitation: Excitation, excitation_stages: Sequence[int], zero_init_residual: bool = False) -> ResNeXt3D:
     # width_mult scales the per-group width (the cardinality stays 32), e.g. 0.25 -> 1 channel per group
     return ResNeXt3D(layers, num_classes, planes=scaled_widths(BASE_PLANES, width_mult),
                      stem_width=scaled_widths((64,), width_mult)[0], in_channels=in_channels, dropout=dropout,
-                     excitation=excitation, excitation_stages=tuple(excitation_stages))
+                     excitation=excitation, excitation_stages=tuple(excitation_stages),
+                     zero_init_residual=zero_init_residual)
 
 
 # input_size is accepted so every factory has one signature; adaptive pooling makes it unnecessary.
 @register_model("resnext3d_50")
 def resnext3d_50(num_classes: int, *, input_size: Sequence[int] | None = None, width_mult: float = 1.0,
                  dropout: float = 0.0, in_channels: int = 3, excitation: Excitation = "none",
-                 excitation_stages: Sequence[int] = RES_STAGES) -> ResNeXt3D:
+                 excitation_stages: Sequence[int] = RES_STAGES, zero_init_residual: bool = False) -> ResNeXt3D:
     """3D-ResNeXt-50 (Hara): stages [3, 4, 6, 3]."""
-    return _resnext([3, 4, 6, 3], num_classes, width_mult, dropout, in_channels, excitation, excitation_stages)
+    return _resnext([3, 4, 6, 3], num_classes, width_mult, dropout, in_channels, excitation, excitation_stages,
+                    zero_init_residual)
 
 
 @register_model("resnext3d_101")
 def resnext3d_101(num_classes: int, *, input_size: Sequence[int] | None = None, width_mult: float = 1.0,
                   dropout: float = 0.0, in_channels: int = 3, excitation: Excitation = "none",
-                  excitation_stages: Sequence[int] = RES_STAGES) -> ResNeXt3D:
+                  excitation_stages: Sequence[int] = RES_STAGES, zero_init_residual: bool = False) -> ResNeXt3D:
     """3D-ResNeXt-101 (Hara; Hu's backbone): stages [3, 4, 23, 3]."""
-    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, excitation, excitation_stages)
+    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, excitation, excitation_stages,
+                    zero_init_residual)
 
 
 @register_model("resnext3d_101_ce")
 def resnext3d_101_ce(num_classes: int, *, input_size: Sequence[int] | None = None, width_mult: float = 1.0,
                      dropout: float = 0.0, in_channels: int = 3,
-                     excitation_stages: Sequence[int] = RES_STAGES) -> ResNeXt3D:
+                     excitation_stages: Sequence[int] = RES_STAGES, zero_init_residual: bool = False) -> ResNeXt3D:
     """Hu et al.'s network: 3D-ResNeXt-101 with a CE module after each of Res2-Res5."""
-    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "ce", excitation_stages)
+    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "ce", excitation_stages,
+                    zero_init_residual)
 
 
 @register_model("resnext3d_101_se")
 def resnext3d_101_se(num_classes: int, *, input_size: Sequence[int] | None = None, width_mult: float = 1.0,
                      dropout: float = 0.0, in_channels: int = 3,
-                     excitation_stages: Sequence[int] = RES_STAGES) -> ResNeXt3D:
+                     excitation_stages: Sequence[int] = RES_STAGES, zero_init_residual: bool = False) -> ResNeXt3D:
     """Hu et al.'s SE baseline: 3D-ResNeXt-101 with an SE block (reduction 16) after each of Res2-Res5."""
-    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "se", excitation_stages)
+    return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "se", excitation_stages,
+                    zero_init_residual)
 
 
 def _ce_at(stage: int) -> None:
@@ -236,8 +246,9 @@ def _ce_at(stage: int) -> None:
     placement study), so a recipe sweep over model names covers it."""
 
     def factory(num_classes: int, *, input_size: Sequence[int] | None = None, width_mult: float = 1.0,
-                dropout: float = 0.0, in_channels: int = 3) -> ResNeXt3D:
-        return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "ce", (stage,))
+                dropout: float = 0.0, in_channels: int = 3, zero_init_residual: bool = False) -> ResNeXt3D:
+        return _resnext([3, 4, 23, 3], num_classes, width_mult, dropout, in_channels, "ce", (stage,),
+                    zero_init_residual)
 
     factory.__name__ = factory.__qualname__ = f"resnext3d_101_ce_res{stage}"
     register_model(factory.__name__)(factory)

@@ -14,7 +14,7 @@ from torch.utils.data import DataLoader
 
 from edgekd import distributed as dist
 from edgekd.distill.kd import KDSetup, build_kd, check_teacher_compatible
-from edgekd.models import build_model
+from edgekd.models import build_model, model_accepts
 from edgekd.models.complexity import count_params
 from edgekd.recipe import TrainConfig
 from edgekd.stages.data_stage import DataContext
@@ -46,6 +46,11 @@ def build_for(cfg: TrainConfig, num_classes: int, ctx: DataContext) -> tuple[nn.
                               "width_mult": cfg.width_mult, "dropout": cfg.dropout}
     if cfg.modality == "flow":  # 2-channel optical-flow clips (Hu et al.'s flow teacher)
         kwargs["in_channels"] = 2
+    if cfg.zero_init_residual:  # only when asked: C3D has no residual blocks and no such argument
+        if not model_accepts(cfg.model, "zero_init_residual"):
+            raise ValueError(f"zero_init_residual: {cfg.model} has no residual blocks (use it with R3D, "
+                             f"R(2+1)D, MC3 or 3D-ResNeXt models)")
+        kwargs["zero_init_residual"] = True
     model = build_model(cfg.model, **kwargs)
     if cfg.pretrained is not None:  # transfer learning: the checkpoint saved later needs only kwargs
         from edgekd.models.pretrained import load_pretrained
