@@ -232,9 +232,9 @@ def _init_weights(model: nn.Module) -> None:
 def zero_last_bn(model: nn.Module) -> None:
     """Zero the scale of each residual block's last BatchNorm, so every block starts as the identity
     (Goyal et al. 2017; torchvision's ``zero_init_residual``, here for basic blocks too). Why: a
-    deep net then starts like a shallow one, which steadies short trainings from scratch. Measured
-    on the Hu Table 3 toy (3D-ResNeXt-101 at quarter width, 10 epochs): the training loss no longer
-    climbed above ln(K) early on, but test accuracy stayed near chance either way."""
+    deep net then starts like a shallow one and fits sooner. Measured on the Hu Table 3 toy data
+    (3D-ResNeXt-101, quarter width, Adam 1e-3, cosine, 30 epochs): training loss 1.22 with it, 1.78
+    without. It does not make that toy generalise: test accuracy stayed at chance either way."""
     for m in model.modules():
         if isinstance(m, BasicBlock):
             nn.init.zeros_(m.conv2[-1].weight)
