@@ -2,7 +2,7 @@
 # Set up, then run the test suite (slow end-to-end tests included). Extra arguments go to pytest.
 #
 # Test files that start subprocesses (a SIGKILLed run, torchrun, a fresh venv, a torch-free
-# runtime) each run in a pytest process of their own: forking a process that already holds
+# runtime, a sweep's worker processes) each run in a pytest process of their own: forking a process that already holds
 # OpenVINO / ONNX Runtime / oneDNN thread pools has crashed with SIGSEGV here before (see
 # DEVELOPERS.md), so they must not inherit everything the rest of the suite loaded.
 # With explicit test paths among the arguments, pytest runs just those, in one process.
@@ -23,6 +23,7 @@ ISOLATED=(
   tests/test_runtime_torchfree.py
   tests/test_runtime_venv.py
   tests/test_deploy_files.py
+  tests/test_sweep.py
 )
 ignores=()
 for f in "${ISOLATED[@]}"; do ignores+=("--ignore=$f"); done

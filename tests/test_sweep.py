@@ -319,16 +319,28 @@ def test_stage_lock_makes_a_second_holder_wait(tmp_path: Path) -> None:
 
 
 def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
-    """``jobs=2``: two worker processes, the real data stage (tiny synthetic set). Both variants need
-    the same data stage (its key ignores distill.*): one runs it, the other waits on the lock and
-    shares it; each variant's log is in its folder and the timing records the jobs."""
+    """``edgekd sweep --jobs 2``: two worker processes, the real data stage (tiny synthetic set).
+    Both variants need the same data stage (its key ignores distill.*): one runs it, the other
+    waits on the lock and shares it; each variant's log is in its folder and the timing records
+    the jobs. Run as the CLI (a fresh interpreter), the way sweeps are launched. This file runs
+    in a pytest process of its own (scripts/test.sh): inside the full suite's process, which holds
+    every native thread pool the other tests loaded, the fork that starts a child segfaulted."""
+    import subprocess
+    import sys
+
+    import yaml
+
     raw = {"name": "par", "runs_dir": str(tmp_path / "runs"),
            "data": {"cache_dir": str(tmp_path / "cache"), "clip_len": 4, "resize": [24, 32], "crop": [16, 16],
                     "synthetic": {"classes": ["walk", "squat"], "per_class": 3, "num_frames": 8, "size": [64, 48]}},
            "sweep": {"grid": {"distill.temperature": [1, 5]}, "stages": ["data"]}}
+    path = tmp_path / "par.yaml"
+    path.write_text(yaml.safe_dump(raw))
+    proc = subprocess.run([sys.executable, "-m", "edgekd.cli", "sweep", "--jobs", "2", str(path)],
+                          capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    assert "2 variants, 2 at a time, 1 thread(s) each" in proc.stdout
     r = parse_recipe(raw)
-    summary = run_sweep(r, jobs=2)
-    assert summary["failed"] == []
     root = sweep_root(r)
     logs = [(root / v.slug / "sweep.log").read_text() for v in plan_sweep(r)]
     assert sum("data: running" in log for log in logs) == 1, logs
