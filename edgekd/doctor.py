@@ -11,33 +11,37 @@ import os
 import platform
 import sys
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-# CPU features that decide the fast paths: VNNI (INT8 dot products), AVX512-BF16 / AMX (native bf16
-# training and OpenVINO bf16 inference, AMX-INT8 for quantised engines)
-ISA_FLAGS = ("avx2", "avx512f", "avx512_vnni", "avx_vnni", "avx512_bf16", "avx512_fp16",
-             "amx_tile", "amx_bf16", "amx_int8")
+from edgekd.utils.cpu import NOT_AVAILABLE, X86_ISA_FLAGS, cpu_info, parse_cpuinfo
+
+ISA_FLAGS = X86_ISA_FLAGS  # the x86 features shown; aarch64 shows its own (arm_*) and "not available" for these
 
 
-def cpu_facts(cpuinfo: str | None = None) -> dict[str, Any]:
-    """Model name, logical CPUs and the ISA flags above, from ``/proc/cpuinfo`` (Linux)."""
-    if cpuinfo is None:
-        try:
-            cpuinfo = Path("/proc/cpuinfo").read_text()
-        except OSError as e:
-            return {"error": f"/proc/cpuinfo unreadable ({e}); ISA flags unknown", "logical_cpus": os.cpu_count()}
-    flags: set[str] = set()
-    model = None
-    for line in cpuinfo.splitlines():
-        key, _, value = line.partition(":")
-        key = key.strip()
-        if key in ("flags", "Features") and not flags:
-            flags = set(value.split())
-        elif key == "model name" and model is None:
-            model = value.strip()
-    return {"model": model, "logical_cpus": os.cpu_count(), "machine": platform.machine(),
-            "isa": {f: f in flags for f in ISA_FLAGS}}
+def cpu_facts(cpuinfo: str | None = None, machine: str | None = None) -> dict[str, Any]:
+    """Model, vendor, logical CPUs, the decisive ISA flags and the effective oneDNN ISA (after any
+    ``ONEDNN_MAX_CPU_ISA`` cap). ``cpuinfo``/``machine`` describe another platform (tests)."""
+    if cpuinfo is None and machine is None:
+        info = cpu_info()
+    else:
+        info = parse_cpuinfo(cpuinfo or "", machine=machine or platform.machine(), logical_cpus=os.cpu_count(),
+                             onednn_cap=os.environ.get("ONEDNN_MAX_CPU_ISA"))
+    return info.to_dict()
+
+
+def bf16_training_facts() -> dict[str, Any]:
+    """Whether ``precision: auto`` trains in bf16 here: the probe on a small C3D at the quickstart's
+    shape (cached like any probe), plus every probe result already cached on this machine."""
+    from edgekd.models import build_model
+    from edgekd.train.precision import choose_precision, list_cached_probes
+
+    kwargs = {"num_classes": 10, "input_size": [16, 32, 40], "width_mult": 1.0, "dropout": 0.0}
+    choice = choose_precision("auto", build=lambda: build_model("c3d_student", **kwargs),
+                              model={"name": "c3d_student", **kwargs}, input_shape=(3, 16, 32, 40), batch=4,
+                              channels_last=True, log=None)
+    cached = [{"model": c["key"]["model"].get("name"), "input": c["key"]["input_shape"], "batch": c["key"]["batch"],
+               "verdict": c["result"]["verdict"]} for c in list_cached_probes()]
+    return {"c3d_student": choice.to_dict(), "cached_probes": cached}
 
 
 def torch_facts() -> dict[str, Any]:
@@ -67,7 +71,9 @@ def openvino_facts() -> dict[str, Any]:
             except Exception as e:  # noqa: BLE001 - a device without the property
                 info[prop.lower()] = f"unavailable ({type(e).__name__})"
         devices[d] = info
-    return {"version": ov.get_version(), "devices": devices}
+    from edgekd.engines.openvino_engine import supported_precision_hints
+
+    return {"version": ov.get_version(), "devices": devices, "cpu_precision_hints": supported_precision_hints(core)}
 
 
 def onnxruntime_facts() -> dict[str, Any]:
@@ -123,6 +129,7 @@ def host_facts(sample_s: float = 1.0) -> dict[str, Any]:
 PROBES: dict[str, Callable[[], dict[str, Any]]] = {
     "host": host_facts,
     "cpu": cpu_facts,
+    "bf16_training": bf16_training_facts,
     "clock": clock_facts,
     "torch": torch_facts,
     "openvino": openvino_facts,
@@ -150,21 +157,39 @@ def engine_plan(facts: dict[str, Any]) -> dict[str, str]:
     isa = facts.get("cpu", {}).get("isa", {})
     ov_ok = "error" not in ov
     caps = ov.get("devices", {}).get("CPU", {}).get("optimization_capabilities", []) if ov_ok else []
-    bf16_native = bool(isa.get("amx_bf16") or isa.get("avx512_bf16"))
+    probe = facts.get("bf16_training", {})
+    choice = probe.get("c3d_student", {})
+    if "error" in probe:
+        bf16_train = f"unknown: the probe failed ({probe['error']})"
+    elif choice.get("precision") == "bf16":
+        bf16_train = f"yes (precision: auto picks bf16; {choice.get('reason')})"
+    else:
+        bf16_train = f"no (precision: auto trains in fp32; {choice.get('reason', 'not probed')})"
     return {
         "pytorch_fp32": "yes",
-        "pytorch_bf16_training": "yes (precision: auto picks bf16)" if bf16_native
-        else "no native bf16 on this CPU (precision: auto trains in fp32)",
+        "pytorch_bf16_training": bf16_train,
         "onnxruntime_fp32": "yes" if "error" not in ort else f"no: {ort['error']}",
         "openvino_fp32": "yes" if ov_ok else f"no: {ov['error']}",
-        "openvino_bf16": ("yes" if "BF16" in caps else "no: the OpenVINO CPU plugin reports no BF16 capability")
+        "openvino_bf16": ("yes" if "bf16" in ov.get("cpu_precision_hints", ["bf16"] if "BF16" in caps else [])
+                          else "no: the OpenVINO CPU plugin cannot run bf16 here (no BF16 capability, or kernels "
+                               "capped below AVX512_CORE_BF16)")
         if ov_ok else f"no: {ov['error']}",
-        "openvino_int8": ("yes" + (" (VNNI)" if isa.get("avx512_vnni") or isa.get("avx_vnni") else
-                                   " (no VNNI: INT8 may not be faster than FP32)")
-                          + (", AMX-INT8" if isa.get("amx_int8") else ""))
+        "openvino_int8": ("yes" + _int8_note(isa))
         if ov_ok and "error" not in facts.get("nncf", {}) else "no: OpenVINO or NNCF missing",
         "tensorrt": "yes" if trt.get("usable") else f"skipped: {trt.get('status', trt.get('error'))}",
     }
+
+
+def _int8_note(isa: dict[str, Any]) -> str:
+    if isa.get("avx512_vnni") == NOT_AVAILABLE:  # not x86: OpenVINO's ARM plugin, no x86 INT8 units
+        return " (x86 INT8 instructions not available on this platform)"
+    note = " (VNNI)" if isa.get("avx512_vnni") is True or isa.get("avx_vnni") is True else \
+        " (no VNNI: INT8 may not be faster than FP32)"
+    return note + (", AMX-INT8" if isa.get("amx_int8") is True else "")
+
+
+def _flag(value: Any) -> str:
+    return value if isinstance(value, str) else ("yes" if value else "no")
 
 
 def format_report(facts: dict[str, Any]) -> str:
@@ -179,8 +204,14 @@ def format_report(facts: dict[str, Any]) -> str:
         f = facts.get(name, {})
         section(name, [("error", f["error"])] if "error" in f else rows(f))
 
-    err_or("cpu", lambda f: [("model", f["model"]), ("logical CPUs", f["logical_cpus"]), ("machine", f["machine"]),
-                             *[(flag, "yes" if on else "no") for flag, on in f["isa"].items()]])
+    err_or("cpu", lambda f: [("model", f["model"]), ("vendor", f["vendor"]), ("logical CPUs", f["logical_cpus"]),
+                             ("machine", f["machine"]),
+                             ("oneDNN ISA", f"{f['onednn_isa'] or NOT_AVAILABLE}"
+                              + (f" (capped by ONEDNN_MAX_CPU_ISA={f['onednn_cap']})" if f["onednn_cap"] else "")),
+                             *[(flag, _flag(on)) for flag, on in f["isa"].items()]])
+    err_or("bf16_training", lambda f: [
+        ("precision: auto", f"{f['c3d_student']['precision']} ({f['c3d_student']['reason']})"),
+        *[(f"  probe {c['model']} {c['input']} x{c['batch']}", c["verdict"]) for c in f["cached_probes"]]])
     err_or("host", lambda f: [("CPU steal", "unknown (no /proc/stat)" if f["steal"] is None
                                else f"{f['steal']:.0%} over {f['sample_s']:.0f} s"),
                               *([("advice", f["advice"])] if f["advice"] else [])])

@@ -56,13 +56,13 @@ def test_synth_writes_ucf101_layout(tmp_path, capsys):
 def test_manifest_records_the_git_commit_without_a_subprocess(monkeypatch):
     import subprocess
 
-    from edgekd.stages import rundir
+    from edgekd.utils import versions
 
     def refuse(*a, **k):
         raise AssertionError("no subprocess: forking a process holding OpenVINO/ORT threads crashed")
 
     monkeypatch.setattr(subprocess, "run", refuse)
-    commit = rundir._git_commit()
+    commit = versions.git_commit()
     git_dir = REPO / ".git"
     if git_dir.exists():
         assert commit is not None and len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)

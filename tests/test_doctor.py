@@ -14,9 +14,49 @@ def test_cpu_flags_are_read_from_cpuinfo_text():
     text = ("processor\t: 0\nmodel name\t: Test CPU @ 2.00GHz\n"
             "flags\t\t: fpu avx2 avx512f avx512_vnni amx_tile amx_int8\n"
             "processor\t: 1\nflags\t\t: fpu\n")
-    f = cpu_facts(text)
+    f = cpu_facts(text, machine="x86_64")
     assert f["model"] == "Test CPU @ 2.00GHz"
     assert f["isa"] == {flag: flag in ("avx2", "avx512f", "avx512_vnni", "amx_tile", "amx_int8") for flag in ISA_FLAGS}
+
+
+ARM_CPUINFO = ("processor\t: 0\nBogoMIPS\t: 62.50\nFeatures\t: fp asimd evtstrm aes pmull sha1 sha2 crc32 atomics "
+               "fphp asimdhp cpuid asimdrdm lrcpc dcpop asimddp\nCPU implementer\t: 0x41\nCPU architecture: 8\n"
+               "CPU variant\t: 0x0\nCPU part\t: 0xd42\nCPU revision\t: 1\n")
+
+
+def test_aarch64_reports_x86_facts_as_not_available_instead_of_failing(monkeypatch):
+    """A Jetson Orin's CPU (Cortex-A78AE, ARM implementer 0x41), as /proc/cpuinfo shows it."""
+    from edgekd.bench import clock
+    from edgekd.utils.cpu import NOT_AVAILABLE, parse_cpuinfo
+
+    f = cpu_facts(ARM_CPUINFO, machine="aarch64")
+    assert f["model"] == "ARM CPU part 0xd42" and f["machine"] == "aarch64"
+    assert all(f["isa"][flag] == NOT_AVAILABLE for flag in ISA_FLAGS)
+    assert f["isa"]["arm_asimd"] is True and f["isa"]["arm_bf16"] is False and f["onednn_isa"] is None
+    worth, why = parse_cpuinfo(ARM_CPUINFO, machine="aarch64").bf16_worth_probing()
+    assert not worth and "aarch64" in why
+    plan = engine_plan({"cpu": f, "openvino": {"version": "x", "devices": {}}, "nncf": {"version": "2"},
+                        "onnxruntime": {"version": "1"}, "tensorrt": {"usable": False, "status": "no GPU"}})
+    assert "not available on this platform" in plan["openvino_int8"]
+    # the x86 clock loop is machine code: on aarch64 it is reported unavailable, and the OS clock is used
+    monkeypatch.setattr(clock.platform, "machine", lambda: "aarch64")
+    reading = clock.measure_effective_clock(0.01)
+    assert reading.method in ("sysfs_scaling_cur_freq", "proc_cpuinfo", "unavailable")
+    assert "add-chain loop not available on this platform" in reading.notes
+
+
+def test_onednn_isa_cap_lowers_the_effective_level():
+    from edgekd.utils.cpu import parse_cpuinfo
+
+    amx = "model name\t: Xeon\nflags\t\t: avx avx2 avx512f avx512bw avx512vl avx512dq avx512_vnni avx512_bf16 " \
+          "avx512_fp16 amx_tile amx_bf16 amx_int8\n"
+    assert parse_cpuinfo(amx, machine="x86_64").onednn_isa == "AVX512_CORE_AMX"
+    capped = parse_cpuinfo(amx, machine="x86_64", onednn_cap="avx512_core_bf16")
+    assert capped.onednn_isa == "AVX512_CORE_BF16" and capped.bf16_worth_probing()[0]
+    avx2 = parse_cpuinfo(amx, machine="x86_64", onednn_cap="AVX2")
+    assert avx2.onednn_isa == "AVX2" and not avx2.bf16_worth_probing()[0]
+    # a cap above what the CPU has changes nothing
+    assert parse_cpuinfo("flags\t: avx avx2\n", machine="x86_64", onednn_cap="AVX512_CORE_AMX").onednn_isa == "AVX2"
 
 
 def test_engine_plan_says_why_not():
@@ -27,7 +67,7 @@ def test_engine_plan_says_why_not():
     plan = engine_plan(facts)
     assert plan["openvino_fp32"] == "no: ModuleNotFoundError: No module named 'openvino'"
     assert plan["tensorrt"] == "skipped: no CUDA GPU visible"
-    assert plan["onnxruntime_fp32"] == "yes" and plan["pytorch_bf16_training"].startswith("no native bf16")
+    assert plan["onnxruntime_fp32"] == "yes" and plan["pytorch_bf16_training"].startswith("no (precision: auto")
 
 
 def test_doctor_output_names_versions_devices_isa_providers_tensorrt_and_clock(capsys):
@@ -57,7 +97,9 @@ def test_doctor_output_names_versions_devices_isa_providers_tensorrt_and_clock(c
 def test_doctor_json(capsys):
     assert main(["doctor", "--json"]) == 0
     facts = json.loads(capsys.readouterr().out)
-    assert {"cpu", "clock", "torch", "openvino", "onnxruntime", "tensorrt", "engines"} <= set(facts)
+    assert {"cpu", "clock", "torch", "openvino", "onnxruntime", "tensorrt", "engines", "bf16_training"} <= set(facts)
+    choice = facts["bf16_training"]["c3d_student"]
+    assert choice["precision"] in ("fp32", "bf16") and choice["reason"] and choice["cpu"]
     assert isinstance(facts["onnxruntime"]["providers"], list) and "CPU" in facts["openvino"]["devices"]
     assert facts["tensorrt"]["usable"] in (True, False) and facts["tensorrt"]["status"]
 

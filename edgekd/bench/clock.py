@@ -27,6 +27,8 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from edgekd.utils.cpu import NOT_AVAILABLE
+
 __all__ = ["ClockReading", "measure_effective_clock", "nominal_clock_mhz", "scaled_spf"]
 
 _SYSFS_CUR = Path("/sys/devices/system/cpu/cpu0/cpufreq/scaling_cur_freq")
@@ -100,7 +102,8 @@ def measure_effective_clock(duration_s: float = 0.3) -> ClockReading:
                 skipped.append(f"add-chain loop unusable ({exc})")
                 break
     else:
-        skipped.append(f"add-chain loop needs x86-64 Linux/macOS (here {platform.machine()} {sys.platform})")
+        skipped.append(f"add-chain loop {NOT_AVAILABLE} ({platform.machine()} {sys.platform}; it is x86-64 "
+                       "machine code)")
 
     for method, reader in (("sysfs_scaling_cur_freq", _read_sysfs_cur_mhz), ("proc_cpuinfo", _read_proc_cpuinfo_mhz)):
         mhz = reader()

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import json
 import os
-import platform
 import time
 from collections.abc import Callable
 from dataclasses import asdict, dataclass
@@ -33,7 +32,9 @@ from typing import Any
 import numpy as np
 
 from edgekd.utils.atomic import write_json
+from edgekd.utils.cpu import cpu_info
 from edgekd.utils.hashing import stable_hash
+from edgekd.utils.versions import package_versions
 
 __all__ = ["PRECISIONS", "PeakResult", "cached_peak", "machine_key", "measure_peak"]
 
@@ -74,11 +75,9 @@ def _best_ms(fn: Callable[[], object], min_time_s: float, min_iters: int = 3) ->
 def _torch_gemm(precision: str, n: int, threads: int, min_time_s: float) -> PeakResult:
     import torch
 
-    from edgekd.train.perf import cpu_has_native_bf16
-
-    if precision == "bf16" and not cpu_has_native_bf16():
-        return PeakResult(precision, None, "torch.matmul", n, threads, None,
-                          "not measured: this CPU has no AMX/AVX512-BF16, bf16 would be emulated")
+    worth, why = cpu_info().bf16_worth_probing()
+    if precision == "bf16" and not worth:  # emulated bf16 GEMMs would take minutes and say nothing
+        return PeakResult(precision, None, "torch.matmul", n, threads, None, f"not measured: {why}")
     dtype = {"fp32": torch.float32, "bf16": torch.bfloat16}[precision]
     old = torch.get_num_threads()
     torch.set_num_threads(threads)
@@ -160,18 +159,9 @@ def _best(results: list[PeakResult]) -> PeakResult:
 
 
 def machine_key(threads: int, n: int) -> str:
-    """What a cached peak is valid for: CPU model and count, threads, matrix size, library versions."""
-    from edgekd.stages.rundir import package_versions
-
-    model = platform.processor() or platform.machine()
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    return stable_hash({"cpu": model, "cpus": os.cpu_count(), "threads": threads, "n": n,
+    """What a cached peak is valid for: the CPU (model, flags, effective oneDNN ISA), its count,
+    threads, matrix size and library versions."""
+    return stable_hash({"cpu": cpu_info().key(), "cpus": os.cpu_count(), "threads": threads, "n": n,
                         "versions": {k: v for k, v in package_versions().items() if k in ("torch", "openvino")}})
 
 

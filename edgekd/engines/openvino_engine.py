@@ -18,6 +18,7 @@ import openvino as ov
 
 from edgekd.engines.base import Engine, check_batch, check_logits
 from edgekd.utils.atomic import atomic_dir, write_json
+from edgekd.utils.cpu import cpu_info
 
 __all__ = ["OpenVinoEngine", "build_openvino_fp32", "build_openvino_int8", "ir_precision", "supported_precision_hints"]
 
@@ -237,9 +238,18 @@ def _compile_config(threads: int | None, precision_hint: str | None) -> dict[str
 
 
 def supported_precision_hints(core: ov.Core | None = None) -> list[str]:
-    """Precision hints this machine's CPU plugin can honour (e.g. ``bf16`` needs AVX512-BF16/AMX)."""
+    """Precision hints this machine's CPU plugin can honour (e.g. ``bf16`` needs AVX512-BF16/AMX).
+
+    The plugin reports its capabilities from the CPU's flags, but its oneDNN kernels obey
+    ``ONEDNN_MAX_CPU_ISA``: capped below AVX512_CORE_BF16 it still reports BF16 and then fails to
+    compile a bf16 max-pool ("Supported primitive descriptors list is empty"). So a cap that rules
+    out bf16 kernels removes the bf16 hint, as on a CPU that really lacks them."""
     capabilities = (core or ov.Core()).get_property(_DEVICE, "OPTIMIZATION_CAPABILITIES")
-    return [hint for hint, (capability, _) in _HINTS.items() if capability in capabilities]
+    hints = [hint for hint, (capability, _) in _HINTS.items() if capability in capabilities]
+    cpu = cpu_info()
+    if "bf16" in hints and cpu.is_x86 and cpu.onednn_cap and not cpu.isa_at_least("AVX512_CORE_BF16"):
+        hints.remove("bf16")
+    return hints
 
 
 def _require_hint_supported(core: ov.Core, precision_hint: str | None) -> None:
@@ -248,11 +258,12 @@ def _require_hint_supported(core: ov.Core, precision_hint: str | None) -> None:
         return
     if precision_hint not in _HINTS:
         raise ValueError(f"OpenVINO precision_hint must be one of {sorted(_HINTS)} or None, got {precision_hint!r}")
-    capability = _HINTS[precision_hint][0]
-    capabilities = core.get_property(_DEVICE, "OPTIMIZATION_CAPABILITIES")
-    if capability not in capabilities:
+    if precision_hint not in supported_precision_hints(core):
+        capabilities = core.get_property(_DEVICE, "OPTIMIZATION_CAPABILITIES")
+        cap = cpu_info().onednn_cap
         raise RuntimeError(
-            f"OpenVINO {_DEVICE} lacks {capability} (has {capabilities}); cannot honour hint {precision_hint!r}"
+            f"OpenVINO {_DEVICE} cannot honour hint {precision_hint!r} here (capabilities {capabilities}"
+            + (f", kernels capped by ONEDNN_MAX_CPU_ISA={cap}" if cap else "") + ")"
         )
 
 

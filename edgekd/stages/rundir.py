@@ -27,6 +27,7 @@ from edgekd import __version__
 from edgekd.recipe import Recipe
 from edgekd.utils.atomic import write_json
 from edgekd.utils.hashing import sha256_file, stable_hash
+from edgekd.utils.versions import git_commit, package_versions
 
 STAGES = ("data", "pretrain", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
 MODEL_ROLES = ("teacher", "student_scratch", "student_kd")
@@ -174,7 +175,7 @@ class RunDir:
             "edgekd": __version__,
             "python": platform.python_version(),
             "packages": package_versions(),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
         })
         (self.stage_dir(stage) / RESUME_FILE).unlink(missing_ok=True)
 
@@ -190,7 +191,7 @@ class RunDir:
             "edgekd": __version__,
             "python": platform.python_version(),
             "packages": package_versions(),
-            "git_commit": _git_commit(),
+            "git_commit": git_commit(),
             "machine": platform.machine(),
         })
 
@@ -206,36 +207,3 @@ def _cached_sha256(path: Path) -> str:
     if k not in _SHA_CACHE:
         _SHA_CACHE[k] = sha256_file(path)
     return _SHA_CACHE[k]
-
-
-def package_versions() -> dict[str, str]:
-    from importlib import metadata
-
-    out = {}
-    for name in ("torch", "numpy", "opencv-contrib-python-headless", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf"):
-        try:
-            out[name] = metadata.version(name)
-        except metadata.PackageNotFoundError:
-            out[name] = "absent"
-    return out
-
-
-def _git_commit() -> str | None:
-    """HEAD's commit read from the .git directory (no subprocess: forking a process that holds
-    OpenVINO/ONNX Runtime/DataLoader threads crashed here)."""
-    for parent in Path(__file__).resolve().parents:
-        head = parent / ".git" / "HEAD"
-        if head.is_file():
-            ref = head.read_text().strip()
-            if not ref.startswith("ref: "):
-                return ref or None
-            target = parent / ".git" / ref[5:]
-            if target.is_file():
-                return target.read_text().strip() or None
-            packed = parent / ".git" / "packed-refs"
-            if packed.is_file():
-                for line in packed.read_text().splitlines():
-                    if line.endswith(" " + ref[5:]):
-                        return line.split()[0]
-            return None
-    return None
