@@ -37,7 +37,8 @@ from edgekd.data.clips import ClipDataset, ClipSpec, make_loader
 from edgekd.data.flow import compute_flow
 from edgekd.data.splits import DatasetSplit, read_ucf101
 from edgekd.models import build_model
-from edgekd.train.perf import autocast, resolve_precision, to_memory_format
+from edgekd.train.perf import autocast, to_memory_format
+from edgekd.train.precision import choose_precision
 
 REAL_UCF = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "real" / "ucf101"
 
@@ -71,10 +72,14 @@ def loader_rate(ds: ClipDataset, batch: int, workers: int, min_clips: int) -> fl
 
 
 def student_rate(batch: int, clip: tuple[int, int, int], classes: int, steps: int) -> tuple[float, str]:
-    precision = resolve_precision("auto")
     channels_last = True
+    kwargs = {"num_classes": classes, "input_size": list(clip)}
+    # what training would run in here: bf16 only where the probe finds it sound and faster
+    precision = choose_precision("auto", build=lambda: build_model("c3d_student", **kwargs),
+                                 model={"name": "c3d_student", **kwargs}, input_shape=(3, *clip), batch=batch,
+                                 channels_last=channels_last).precision
     torch.manual_seed(0)
-    model = to_memory_format(build_model("c3d_student", num_classes=classes, input_size=list(clip)), channels_last)
+    model = to_memory_format(build_model("c3d_student", **kwargs), channels_last)
     opt = torch.optim.Adam(model.parameters(), lr=1e-4, fused=True)  # as make_optimizer
     x = to_memory_format(torch.randn(batch, 3, *clip), channels_last)
     y = torch.randint(0, classes, (batch,))

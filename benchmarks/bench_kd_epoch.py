@@ -57,7 +57,7 @@ from edgekd.distill.kd import build_kd
 from edgekd.models import build_model
 from edgekd.recipe import DistillConfig
 from edgekd.train.loop import FitOptions, LossFn, cross_entropy_loss, fit
-from edgekd.train.perf import resolve_precision
+from edgekd.train.precision import choose_precision
 from edgekd.utils.cpu_clock import CpuClock
 
 
@@ -191,7 +191,10 @@ def main() -> None:
     torch.set_num_threads(args.threads)
     t, h, w = (int(v) for v in args.input.split("x"))
     shape = (3, t, h, w)
-    precision = resolve_precision(args.precision)
+    student_kwargs = {"num_classes": args.classes, "input_size": (t, h, w), "dropout": 0.0}
+    precision = choose_precision(args.precision, build=lambda: build_model("c3d_student", **student_kwargs),
+                                 model={"name": "c3d_student", **student_kwargs}, input_shape=shape,
+                                 batch=args.batch).precision  # auto: the bf16 probe decides, as in training
     data = _Clips(args.batch * args.batches, shape, args.classes)
     loader = DataLoader(data, batch_size=args.batch, shuffle=False)
     val = DataLoader(_Clips(args.batch, shape, args.classes), batch_size=args.batch)

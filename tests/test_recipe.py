@@ -121,9 +121,9 @@ def test_teacher_checkpoint_with_other_classes_or_inputs_is_refused_showing_both
 
     teacher(["sit_down", "stand_up"])
     with pytest.raises(ValueError) as e:
-        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2))
+        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2), "fp32")
     assert "teacher classes ['sit_down', 'stand_up'] differ from the dataset's ['sit_down', 'walk']" in str(e.value)
     teacher(["sit_down", "walk"], crop=[28, 28])
     with pytest.raises(ValueError) as e:
-        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2))
+        _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2), "fp32")
     assert "crop: teacher [28, 28] vs student [32, 32]" in str(e.value)

@@ -91,6 +91,16 @@ class CachedTeacher:
         out = self.teacher(torch.cat([x, pad]))
         return TeacherOutput(out.logits[:b], None if out.features is None else out.features[:b])
 
+    def fall_back_to_fp32(self) -> None:
+        """Training switched from bf16 to fp32 after a non-finite loss: a PyTorch teacher computing in
+        bf16 switches too (its bf16 forward may be what failed), and the outputs it stored in bf16
+        are dropped so replayed and fresh outputs never mix precisions. An OpenVINO teacher runs its
+        own kernels, which the failure says nothing about, and is kept."""
+        if getattr(self.teacher, "precision", None) == "bf16" and hasattr(self.teacher, "channels_last"):
+            self.teacher.precision = "fp32"  # type: ignore[attr-defined]
+            self._store.clear()
+            self.fingerprint = f"{self.fingerprint}+fp32-fallback"
+
     def stats(self) -> dict[str, Any]:
         seen = self.hits + self.misses + self.uncacheable
         return {"entries": len(self), "hits": self.hits, "misses": self.misses, "uncacheable": self.uncacheable,

@@ -13,6 +13,7 @@ go through the network as one concatenated batch, so BatchNorm statistics see al
 
 from __future__ import annotations
 
+import copy
 import json
 import time
 from collections.abc import Callable
@@ -32,6 +33,7 @@ from edgekd.ssl.losses import contrastive_loss
 from edgekd.ssl.transforms import apply_pretext, sample_pretext
 from edgekd.train.loop import FitOptions, make_optimizer
 from edgekd.train.perf import autocast, resolve_precision, to_memory_format
+from edgekd.utils.rng import capture_rng_state, restore_rng_state
 
 
 class FeatureExtractor(nn.Module):
@@ -115,7 +117,7 @@ class PretrainOptions:
     contrastive_weight: float = 0.5
     temperature: float = 0.07
     negatives: str = "all"
-    precision: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16, chosen by the caller (edgekd.train.precision)
     channels_last: bool = True
     max_steps_per_epoch: int | None = None
     desc: str = "pretrain"
@@ -138,7 +140,11 @@ def pretrain_loss(net: PretrainNet, x1: torch.Tensor, x2: torch.Tensor, xt: torc
 
 def run_pretraining(net: PretrainNet, loader: DataLoader, opts: PretrainOptions, *, metrics_path: Path,
                     on_epoch: Callable[[dict[str, Any]], None] | None = None) -> list[dict[str, Any]]:
-    """Train ``net`` (backbone and both heads) for ``opts.epochs``; one metrics line per epoch."""
+    """Train ``net`` (backbone and both heads) for ``opts.epochs``; one metrics line per epoch.
+
+    ``opts.precision`` is fp32 or bf16 (chosen by the caller's probe). A non-finite loss under bf16
+    rolls the epoch back to its start and trains on in fp32 (recorded in that epoch's row), as the
+    supervised loop does; under fp32 it stops."""
     precision = resolve_precision(opts.precision)
     net = to_memory_format(net, opts.channels_last)  # type: ignore[assignment]
     fit_opts = FitOptions(epochs=opts.epochs, lr=opts.lr, optimizer=opts.optimizer, weight_decay=opts.weight_decay)
@@ -147,7 +153,26 @@ def run_pretraining(net: PretrainNet, loader: DataLoader, opts: PretrainOptions,
     metrics_path.write_text("")
     history = []
     for epoch in range(1, opts.epochs + 1):
-        row = {"epoch": epoch, **_epoch(net, loader, optimizer, opts, precision, epoch), "precision": precision}
+        start = None
+        if precision == "bf16":
+            start = (copy.deepcopy(net.state_dict()), copy.deepcopy(optimizer.state_dict()),
+                     capture_rng_state(loader.generator))
+        switched = None
+        try:
+            stats = _epoch(net, loader, optimizer, opts, precision, epoch)
+        except FloatingPointError as err:
+            if start is None:
+                raise
+            net.load_state_dict(start[0])
+            optimizer.load_state_dict(start[1])
+            restore_rng_state(start[2], loader.generator)
+            precision = "fp32"
+            switched = {"from": "bf16", "to": "fp32", "epoch": epoch, "reason": str(err)}
+            tqdm.write(f"[{opts.desc}] non-finite loss in bf16: epoch {epoch} rolled back, training on in fp32")
+            stats = _epoch(net, loader, optimizer, opts, precision, epoch)
+        row = {"epoch": epoch, **stats, "precision": precision}
+        if switched is not None:
+            row["precision_fallback"] = switched
         history.append(row)
         with metrics_path.open("a") as f:
             f.write(json.dumps(row) + "\n")

@@ -29,7 +29,7 @@ def run_pretrain(rd: RunDir) -> dict[str, Any]:
         PretrainOptions,
         run_pretraining,
     )
-    from edgekd.stages.train_stage import build_for, seed_everything
+    from edgekd.stages.train_stage import build_for, seed_everything, training_precision
     from edgekd.train.checkpoint import save_checkpoint
 
     p = rd.recipe.pretrain
@@ -42,13 +42,16 @@ def run_pretrain(rd: RunDir) -> dict[str, Any]:
     model, kwargs = build_for(cfg, len(ctx.split.classes), ctx)
     net = PretrainNet(model, num_pretext=len(p.transforms), input_shape=ctx.input_shape,
                       projection_dim=p.projection_dim, hidden_dim=p.hidden_dim)
+    # one pretraining step runs the network on 3 clips per video (two views and the pretext clip)
+    choice = training_precision(rd, cfg, kwargs, ctx, batch=3 * p.batch_size)
+    print(f"[pretrain] {choice.line()}", flush=True)
     pairs = PretextPairDataset(ctx.dataset("train", train=True), p.transforms)
     # drop_last: a last batch of one video would have no negatives
     loader = make_loader(pairs, batch_size=p.batch_size, shuffle=True, workers=rd.recipe.data.workers,
                          seed=rd.recipe.seed, drop_last=len(pairs) > p.batch_size)
     opts = PretrainOptions(epochs=p.epochs, lr=p.lr, optimizer=p.optimizer, weight_decay=p.weight_decay,
                            contrastive_weight=p.contrastive_weight, temperature=p.temperature, negatives=p.negatives,
-                           precision=cfg.precision, channels_last=cfg.channels_last,
+                           precision=choice.precision, channels_last=cfg.channels_last,
                            max_steps_per_epoch=p.max_steps_per_epoch)
     out = rd.stage_dir("pretrain")
     start = time.perf_counter()
@@ -58,6 +61,7 @@ def run_pretrain(rd: RunDir) -> dict[str, Any]:
                     input_spec=ctx.input_spec(), metrics={**last, "pretext_classes": list(p.transforms)})
     return {"enabled": True, "epochs": p.epochs, "first_loss": history[0]["loss"], "final_loss": last["loss"],
             "final_pretext_top1": last["pretext_top1"], "feature_dim": net.feature_dim,
+            "precision": last["precision"], "precision_choice": choice.to_dict(),
             "seconds": round(time.perf_counter() - start, 2)}
 
 

@@ -21,7 +21,7 @@ from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import RESUME_FILE, RunDir
 from edgekd.train.checkpoint import load_checkpoint, save_checkpoint
 from edgekd.train.loop import FitOptions, ResumeSpec, cross_entropy_loss, evaluate, fit
-from edgekd.train.perf import resolve_precision
+from edgekd.train.precision import PrecisionChoice, choose_precision
 from edgekd.utils.atomic import atomic_path
 from edgekd.utils.hashing import stable_hash
 from edgekd.utils.rng import deterministic_mode
@@ -78,10 +78,13 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
 
         print(f"[{role}] from pretrain/ckpt.pt: {init_from_pretrain(model, rd)}", flush=True)
     out = rd.stage_dir(role)
+    choice = training_precision(rd, cfg, kwargs, ctx)
+    if dist.is_main():
+        print(f"[{role}] {choice.line()}", flush=True)
     train_modality = cfg.modality
     kd: KDSetup | None = None
     if role == "student_kd":
-        kd = _kd_setup(rd, ctx, cfg, model)
+        kd = _kd_setup(rd, ctx, cfg, model, choice.precision)
         if rd.recipe.teacher.modality != cfg.modality:
             train_modality = f"{cfg.modality}+{rd.recipe.teacher.modality}"
     spec = _input_spec(ctx, cfg.modality)
@@ -94,7 +97,7 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
                 torch.save({k: v.detach().float() for k, v in kd.extra_modules[0].state_dict().items()}, tmp)
 
     opts = FitOptions(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
-                      precision=cfg.precision, channels_last=cfg.channels_last,
+                      precision=choice.precision, precision_reason=choice.reason, channels_last=cfg.channels_last,
                       max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule)
     # resume checkpoint keyed on this stage's inputs: a changed recipe or upstream artifact discards it
     with deterministic_mode(rd.recipe.deterministic):
@@ -103,7 +106,8 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
                    loss_fn=cross_entropy_loss if kd is None else kd.loss_fn,
                    extra_modules=() if kd is None else kd.extra_modules,
                    on_best=on_best, metrics_path=out / "metrics.jsonl",
-                   resume=ResumeSpec(out / RESUME_FILE, rd.key(role)))
+                   resume=ResumeSpec(out / RESUME_FILE, rd.key(role)),
+                   on_fallback=None if kd is None else (lambda _p: kd.teacher.fall_back_to_fp32()))
     if not dist.is_main():  # under torchrun rank 0 alone evaluates and records the stage
         return {}
     # test accuracy of the kept (best-on-val) checkpoint, in fp32, for the record
@@ -111,7 +115,10 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
     test = evaluate(final, _loader(ctx, "test", cfg.batch_size, cfg.modality))
     result = {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
               **({"test_top5": test["top5"]} if "top5" in test else {}),
-              "params": count_params(final), "precision": resolve_precision(cfg.precision), "modality": cfg.modality}
+              "params": count_params(final), "precision": best["final_precision"], "precision_choice": choice.to_dict(),
+              "modality": cfg.modality}
+    if best["precision_fallback"]:
+        result["precision_fallback"] = best["precision_fallback"]
     if kd is not None:
         if rd.recipe.distill.cache == "disk":
             kd.teacher.save(out / CACHE_FILE)
@@ -134,7 +141,19 @@ def _input_spec(ctx: DataContext, modality: str) -> dict[str, Any]:
     return dict(ctx.input_spec(modality))
 
 
-def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module) -> KDSetup:
+def training_precision(rd: RunDir, cfg: TrainConfig, kwargs: dict[str, Any], ctx: DataContext,
+                       batch: int | None = None) -> PrecisionChoice:
+    """``cfg.precision`` resolved for this network on this machine (``auto`` runs the cached bf16
+    probe at the training shape and per-process batch; see ``edgekd.train.precision``)."""
+    channels = 2 if cfg.modality == "flow" else 3
+    per_rank = max(1, (batch or cfg.batch_size) // dist.world_size())
+    return choose_precision(cfg.precision, build=lambda: build_model(cfg.model, **kwargs),
+                            model={"name": cfg.model, **kwargs}, input_shape=(channels, ctx.spec.clip_len, *ctx.spec.crop),
+                            batch=per_rank, channels_last=cfg.channels_last, deterministic=rd.recipe.deterministic,
+                            device=dist.device(), log=print if dist.is_main() else None)
+
+
+def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module, precision: str) -> KDSetup:
     """Frozen teacher + the recipe's KD loss. The teacher runs in eval mode (no dropout) at the
     student's training precision, and never receives gradients. A teacher trained on other classes
     or other clips is refused; a flow teacher is accepted for an RGB student when frames and crop agree."""
@@ -145,7 +164,6 @@ def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module
         raise ValueError(f"teacher checkpoint was trained on {t_modality!r} clips, but teacher.modality is {tcfg.modality!r}")
     check_teacher_compatible(ckpt.classes, ckpt.input_spec, ctx.split.classes, _input_spec(ctx, cfg.modality),
                              same_modality=t_modality == cfg.modality)
-    precision = resolve_precision(cfg.precision)
     fingerprint = stable_hash({"teacher": (rd.record("teacher") or {}).get("key"), "data": rd.recipe.section_hash("data"),
                                "backend": dcfg.teacher_backend, "precision": precision, "method": dcfg.method,
                                "calibration_clips": dcfg.teacher_calibration_clips if dcfg.teacher_backend == "openvino_int8" else None,

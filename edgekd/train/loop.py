@@ -11,8 +11,10 @@ Reliability is part of the loop rather than of each stage:
   run killed at any point and started again continues after the last finished epoch and ends with
   the same numbers as an uninterrupted run; a checkpoint whose key differs (the recipe changed) is
   discarded;
-- a NaN/inf loss stops training before the optimiser step, naming the step and the last good
-  checkpoint;
+- a NaN/inf loss under bf16 rolls the epoch back to its start (weights, optimizer, scheduler,
+  RNG and loader states, kept in memory while training in bf16) and trains on in fp32, the switch
+  recorded in that epoch's metrics row and in the resume checkpoint; under fp32 it stops training
+  before the optimiser step, naming the step and the last good checkpoint;
 - under torchrun the model is wrapped in DistributedDataParallel, each rank loads its share of the
   global batch, metrics are reduced across ranks and only rank 0 writes files (see
   ``edgekd.distributed``).
@@ -20,6 +22,7 @@ Reliability is part of the loop rather than of each stage:
 
 from __future__ import annotations
 
+import copy
 import json
 import math
 import time
@@ -64,11 +67,12 @@ class FitOptions:
     lr: float
     optimizer: str = "adam"
     weight_decay: float = 0.0
-    precision: str = "auto"
+    precision: str = "fp32"  # fp32 | bf16, chosen before (edgekd.train.precision.choose_precision)
     channels_last: bool = True
     max_steps_per_epoch: int | None = None
     desc: str = "train"
     lr_schedule: str = "constant"  # constant | cosine (per epoch, to 0 at the last epoch)
+    precision_reason: str = ""  # why this precision (the probe's verdict), copied into every metrics row
 
 
 @dataclass(frozen=True)
@@ -120,6 +124,39 @@ class _Run:
     best: dict[str, Any]
     epoch: int = 0  # last finished epoch
     global_step: int = 0
+    precision: str = "fp32"  # what training runs in now (bf16 until a fallback switches it to fp32)
+    fallback: dict[str, Any] | None = None  # the bf16 -> fp32 switch, once it happened
+
+
+@dataclass
+class _EpochStart:
+    """What rolling an epoch back needs: copies of every state the epoch changes."""
+
+    model: dict[str, Any]
+    extra: list[dict[str, Any]]
+    optimizer: dict[str, Any]
+    scheduler: dict[str, Any] | None
+    rng: dict[str, Any]
+    global_step: int
+
+    @classmethod
+    def take(cls, model: nn.Module, extra_modules: Sequence[nn.Module], optimizer: torch.optim.Optimizer,
+             scheduler: Any, generators: Sequence[torch.Generator | None], state: _Run) -> _EpochStart:
+        return cls(copy.deepcopy(model.state_dict()), [copy.deepcopy(m.state_dict()) for m in extra_modules],
+                   copy.deepcopy(optimizer.state_dict()),
+                   copy.deepcopy(scheduler.state_dict()) if scheduler is not None else None,
+                   capture_rng_state(*generators), state.global_step)
+
+    def restore(self, model: nn.Module, extra_modules: Sequence[nn.Module], optimizer: torch.optim.Optimizer,
+                scheduler: Any, generators: Sequence[torch.Generator | None], state: _Run) -> None:
+        model.load_state_dict(self.model)
+        for m, sd in zip(extra_modules, self.extra):
+            m.load_state_dict(sd)
+        optimizer.load_state_dict(self.optimizer)
+        if scheduler is not None and self.scheduler is not None:
+            scheduler.load_state_dict(self.scheduler)
+        restore_rng_state(self.rng, *generators)
+        state.global_step = self.global_step
 
 
 def fit(
@@ -133,13 +170,15 @@ def fit(
     on_best: Callable[[nn.Module, dict[str, Any]], None],
     metrics_path: Path,
     resume: ResumeSpec | None = None,
+    on_fallback: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train for ``opts.epochs``; after each epoch evaluate on val, log a metrics line and call
     ``on_best`` when val top-1 improves (ties broken by lower val loss). Returns the best metrics.
     ``extra_modules`` hold trainable parameters of the loss (a KD feature projection): they are
     optimised with the model, put in train mode with it and saved in the resume checkpoint.
-    With ``resume``, continues from a matching resume checkpoint and writes one every epoch."""
-    precision = resolve_precision(opts.precision)
+    With ``resume``, continues from a matching resume checkpoint and writes one every epoch.
+    ``on_fallback(precision)`` is called when a non-finite bf16 loss switches training to fp32
+    (a KD loss uses it to run its teacher in fp32 too)."""
     device = dist.device()
     model = to_memory_format(model.to(device), opts.channels_last)  # type: ignore[assignment]
     for m in extra_modules:
@@ -151,9 +190,11 @@ def fit(
         seed = train_loader.generator.initial_seed() if train_loader.generator is not None else 0
         train_loader, sampler = dist.shard_train_loader(train_loader, seed)
     generators = (train_loader.generator, val_loader.generator)
-    state = _Run(rows=[], best={})
+    state = _Run(rows=[], best={}, precision=resolve_precision(opts.precision))
     if resume is not None:
         _resume(resume, state, model, extra_modules, optimizer, scheduler, generators, opts.desc)
+        if state.fallback is not None and on_fallback is not None:
+            on_fallback(state.precision)
     net: nn.Module = model
     if dist.is_distributed():
         net = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
@@ -167,12 +208,34 @@ def fit(
         set_epoch = getattr(train_loader.dataset, "set_epoch", None)
         if callable(set_epoch):
             set_epoch(epoch)
-        train_stats = _train_epoch(net, train_loader, optimizer, loss_fn, opts, precision, epoch, extra_modules,
-                                   state, resume)
+        start = _EpochStart.take(model, extra_modules, optimizer, scheduler, generators, state) \
+            if state.precision == "bf16" else None
+        switched: dict[str, Any] | None = None
+        try:
+            train_stats = _train_epoch(net, train_loader, optimizer, loss_fn, opts, state.precision, epoch,
+                                       extra_modules, state, resume)
+        except NonFiniteLossError as err:
+            if start is None:
+                raise
+            # bf16 went non-finite: this epoch again from its start, in fp32, for the rest of the stage
+            start.restore(model, extra_modules, optimizer, scheduler, generators, state)
+            switched = {"from": "bf16", "to": "fp32", "epoch": epoch, "reason": str(err)}
+            state.precision, state.fallback = "fp32", switched
+            if dist.is_main():
+                tqdm.write(f"[{opts.desc}] non-finite loss in bf16 at epoch {epoch}: rolled back to the start of "
+                           f"the epoch, training on in fp32 ({err})")
+            if on_fallback is not None:
+                on_fallback("fp32")
+            train_stats = _train_epoch(net, train_loader, optimizer, loss_fn, opts, state.precision, epoch,
+                                       extra_modules, state, resume)
         if scheduler is not None:
             scheduler.step()
-        val = _evaluate_all_ranks(model, val_loader, precision=precision, channels_last=opts.channels_last)
-        row = {"epoch": epoch, **train_stats, **{f"val_{k}": v for k, v in val.items()}, "precision": precision}
+        val = _evaluate_all_ranks(model, val_loader, precision=state.precision, channels_last=opts.channels_last)
+        row = {"epoch": epoch, **train_stats, **{f"val_{k}": v for k, v in val.items()}, "precision": state.precision}
+        if opts.precision_reason:
+            row["precision_reason"] = opts.precision_reason
+        if switched is not None:
+            row["precision_fallback"] = switched
         state.rows.append(row)
         state.epoch = epoch
         if not state.best or (val["top1"], -val["loss"]) > (state.best["val_top1"], -state.best["val_loss"]):
@@ -187,9 +250,9 @@ def fit(
                 _save_resume(resume, state, model, extra_modules, optimizer, scheduler, rng)
             tqdm.write(f"[{opts.desc}] epoch {epoch}/{opts.epochs}  loss {train_stats['train_loss']:.4f}  "
                        f"train top-1 {train_stats['train_top1']:.3f}  val top-1 {val['top1']:.3f}  "
-                       f"({train_stats['clips_per_s']:.1f} clips/s)")
+                       f"({train_stats['clips_per_s']:.1f} clips/s, {state.precision})")
     dist.barrier()  # rank 0's checkpoint and metrics are on disk before any rank moves on
-    return state.best
+    return {**state.best, "final_precision": state.precision, "precision_fallback": state.fallback}
 
 
 def _write_metrics(path: Path, rows: list[dict[str, Any]]) -> None:
@@ -218,6 +281,8 @@ def _save_resume(spec: ResumeSpec, state: _Run, model: nn.Module, extra_modules:
                     "kind": "distributed" if dist.is_distributed() else "loader_generator"},
         "rows": state.rows,
         "best": state.best,
+        "precision": state.precision,
+        "precision_fallback": state.fallback,
     }
     with atomic_path(spec.path) as tmp:
         torch.save(payload, tmp)
@@ -264,8 +329,10 @@ def _resume(spec: ResumeSpec, state: _Run, model: nn.Module, extra_modules: Sequ
     restore_rng_state(rng[min(dist.rank(), len(rng) - 1)], *generators)
     state.rows, state.best = list(payload["rows"]), dict(payload["best"])
     state.epoch, state.global_step = int(payload["epoch"]), int(payload["global_step"])
+    if payload.get("precision_fallback"):  # bf16 failed before the kill: go on in what it switched to
+        state.precision, state.fallback = str(payload["precision"]), dict(payload["precision_fallback"])
     if dist.is_main():
-        print(f"[{desc}] resuming from {spec.path} after epoch {state.epoch}", flush=True)
+        print(f"[{desc}] resuming from {spec.path} after epoch {state.epoch} ({state.precision})", flush=True)
 
 
 def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
@@ -277,10 +344,25 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     extra_params = [p for m in extra_modules for p in m.parameters() if p.requires_grad]
     device = dist.device()
     total = min(len(loader), opts.max_steps_per_epoch or len(loader))
-    n_seen, loss_sum, correct = 0, 0.0, 0
+    counts: dict[str, float] = {"n": 0, "loss": 0.0, "correct": 0}
     start = time.perf_counter()
     bar = tqdm(loader, total=total, desc=f"{opts.desc} {epoch}/{opts.epochs}", leave=False, dynamic_ncols=True,
                disable=not dist.is_main())
+    try:
+        _steps(bar, total, net, optimizer, loss_fn, opts, precision, epoch, extra_params, state, resume, device, counts)
+    finally:
+        bar.close()
+    elapsed = time.perf_counter() - start
+    # whole-data-set numbers
+    n_seen, loss_sum, correct = dist.all_reduce_sum([counts["n"], counts["loss"], counts["correct"]])
+    return {"train_loss": loss_sum / max(n_seen, 1), "train_top1": correct / max(n_seen, 1),
+            "clips_per_s": n_seen / max(elapsed, 1e-9), "epoch_s": elapsed}
+
+
+def _steps(bar: Any, total: int, net: nn.Module, optimizer: torch.optim.Optimizer, loss_fn: LossFn,
+           opts: FitOptions, precision: str, epoch: int, extra_params: list[torch.nn.Parameter], state: _Run,
+           resume: ResumeSpec | None, device: torch.device, counts: dict[str, float]) -> None:
+    start = time.perf_counter()
     for step, batch in enumerate(bar):
         if step >= total:
             break
@@ -297,16 +379,11 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
         dist.average_gradients(extra_params)  # DDP averages the model's gradients itself
         optimizer.step()
         b = labels.shape[0]
-        n_seen += b
-        loss_sum += loss.item() * b
-        correct += int((logits.argmax(1) == labels).sum())
-        rate = n_seen / max(time.perf_counter() - start, 1e-9)
-        bar.set_postfix(loss=f"{loss_sum / n_seen:.4f}", clips_s=f"{rate:.1f}")
-    bar.close()
-    elapsed = time.perf_counter() - start
-    n_seen, loss_sum, correct = dist.all_reduce_sum([n_seen, loss_sum, correct])  # whole-data-set numbers
-    return {"train_loss": loss_sum / max(n_seen, 1), "train_top1": correct / max(n_seen, 1),
-            "clips_per_s": n_seen / max(elapsed, 1e-9), "epoch_s": elapsed}
+        counts["n"] += b
+        counts["loss"] += loss.item() * b
+        counts["correct"] += int((logits.argmax(1) == labels).sum())
+        rate = counts["n"] / max(time.perf_counter() - start, 1e-9)
+        bar.set_postfix(loss=f"{counts['loss'] / counts['n']:.4f}", clips_s=f"{rate:.1f}")
 
 
 def _stop_if_not_finite(loss: torch.Tensor, desc: str, epoch: int, step: int, state: _Run,

@@ -1,36 +1,24 @@
-"""CPU speed settings for PyTorch training.
+"""CPU speed settings for PyTorch training: bf16 autocast and the channels_last_3d memory format.
 
-Measured on this 2-core AMX Xeon (see DEVELOPERS.md): channels_last_3d plus bf16 autocast is the
-fastest combination for the C3D family; bf16 without channels_last can be slower than fp32, because
-oneDNN then reorders every activation. So "auto" turns both on together where the CPU has native
-bf16 (AMX or AVX512-BF16) and stays fp32 elsewhere.
+channels_last_3d with bf16 autocast was the fastest combination for the C3D family on an AMX Xeon;
+bf16 without channels_last can be slower than fp32, because oneDNN then reorders every activation.
+Whether bf16 is used at all is decided by measurement (``edgekd.train.precision``), not here.
 """
 
 from __future__ import annotations
 
 import contextlib
-import functools
-from pathlib import Path
 
 import torch
 import torch.nn as nn
 
 
-@functools.lru_cache(maxsize=1)
-def cpu_has_native_bf16() -> bool:
-    try:
-        flags = Path("/proc/cpuinfo").read_text()
-    except OSError:
-        return False
-    return "amx_bf16" in flags or "avx512_bf16" in flags
-
-
 def resolve_precision(precision: str) -> str:
-    """'auto' -> 'bf16' where the CPU computes bf16 natively, else 'fp32'."""
-    if precision == "auto":
-        return "bf16" if cpu_has_native_bf16() else "fp32"
+    """A concrete training precision, ``fp32`` or ``bf16``. ``auto`` is not resolved here: it needs
+    the precision probe on the network about to train (``edgekd.train.precision.choose_precision``)."""
     if precision not in ("fp32", "bf16"):
-        raise ValueError(f"precision must be auto, fp32 or bf16, got {precision!r}")
+        raise ValueError(f"precision must be fp32 or bf16 here, got {precision!r}"
+                         + ("; resolve 'auto' with edgekd.train.precision.choose_precision first" if precision == "auto" else ""))
     return precision
 
 
