@@ -26,12 +26,20 @@ def test_accuracy_block_numbers() -> None:
 
 
 def test_agreement_with_fp32_rows() -> None:
-    rows = [{"model": "m", "engine": "pytorch_fp32", "pred": [0, 1, 2, 2]},
-            {"model": "m", "engine": "openvino_int8", "pred": [0, 1, 1, 2]},
-            {"model": "n", "engine": "openvino_int8", "pred": [0]}]
+    import numpy as np
+
+    ref = np.array([[3.0, 0.0, 0.0], [0.0, 3.0, 0.0], [0.0, 0.0, 3.0], [0.0, 0.9, 1.0]])
+    # INT8: every logit off by 0.1 or less, which flips only video 3 (FP32 margin 0.1, a near-tie)
+    q = ref + np.array([[0.1, 0, 0], [0, -0.1, 0], [0, 0.05, 0], [0, 0.1, 0]])
+    rows = [{"model": "m", "engine": "pytorch_fp32", "pred": [0, 1, 2, 2], "logits": ref},
+            {"model": "m", "engine": "openvino_int8", "pred": [0, 1, 2, 1], "logits": q},
+            {"model": "n", "engine": "openvino_int8", "pred": [0], "logits": ref[:1]}]
     _agreement(rows)
     assert [r["agree_fp32"] for r in rows[:2]] == [1.0, 0.75]
-    assert math.isnan(rows[2]["agree_fp32"]) and "pred" not in rows[0]
+    # median error 0.1: videos with an FP32 margin > 0.2 are "decided" (3 of 4), and all of them agree
+    assert rows[1]["logit_delta_p50"] == pytest.approx(0.1) and rows[1]["n_decided"] == 3
+    assert rows[1]["agree_fp32_decided"] == 1.0
+    assert math.isnan(rows[2]["agree_fp32"]) and "pred" not in rows[0] and "logits" not in rows[0]
 
 
 def _meta() -> dict:

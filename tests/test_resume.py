@@ -1,5 +1,6 @@
 """Resume after a real SIGKILL: ``edgekd train`` killed mid-teacher and again mid-student, then run
-to completion, ends with the same metrics and weights as an uninterrupted run of the same recipe.
+to completion, ends with the same metrics and weights as an uninterrupted run of the same recipe
+(both in fp32, where bit-equality is a fair promise on any CPU).
 
 The runs are subprocesses started before this module imports anything heavy (forking a process
 that holds OpenVINO/ONNX Runtime threads crashed before; see DEVELOPERS.md)."""
@@ -45,6 +46,7 @@ teacher:
   batch_size: 4
   lr: 0.001
   lr_schedule: cosine
+  precision: fp32
 student:
   model: c3d_student
   width_mult: 0.125
@@ -52,6 +54,7 @@ student:
   epochs: 2
   batch_size: 4
   lr: 0.001
+  precision: fp32
 """
 
 

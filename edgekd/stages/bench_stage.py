@@ -46,6 +46,7 @@ from edgekd.train.checkpoint import load_checkpoint
 from edgekd.utils.atomic import atomic_path, write_json, write_text
 
 COLUMNS = ("model", "engine", "precision", "hint", "threads", "top1", "top1_ci95", "top5", "macro_auc", "agree_fp32",
+           "agree_fp32_decided", "logit_delta_p50",
            "p50_ms", "p90_ms", "p99_ms", "throughput_clips_s", "spf", "fps", "scaled_spf", "scaled_fps",
            "gmacs_per_s", "efficiency", "e2e_p50_ms", "e2e_spf", "e2e_fps")
 # the GEMM peak each engine's efficiency is measured against
@@ -91,10 +92,16 @@ def _softmax(x: np.ndarray) -> np.ndarray:
 
 def engine_probs(engine: Engine, clips: np.ndarray, batch: int) -> np.ndarray:
     """Video-level probabilities: clips is (N, K, C, T, H, W); the K clips' softmaxes are averaged."""
+    return engine_outputs(engine, clips, batch)[0]
+
+
+def engine_outputs(engine: Engine, clips: np.ndarray, batch: int) -> tuple[np.ndarray, np.ndarray]:
+    """``(probs, logits)`` per video: the K clips' softmaxes averaged, and their logits averaged."""
     n, k = clips.shape[:2]
     flat = clips.reshape(n * k, *clips.shape[2:])
-    logits = np.concatenate([engine.infer(flat[i:i + batch]) for i in range(0, len(flat), batch)])
-    return _softmax(logits.astype(np.float64)).reshape(n, k, -1).mean(1)
+    logits = np.concatenate([engine.infer(flat[i:i + batch]) for i in range(0, len(flat), batch)]).astype(np.float64)
+    probs = _softmax(logits).reshape(n, k, -1).mean(1)
+    return probs, logits.reshape(n, k, -1).mean(1)
 
 
 def accuracy_block(probs: np.ndarray, labels: np.ndarray) -> dict[str, Any]:
@@ -138,7 +145,7 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
             except EngineSkipped as exc:
                 skipped[name] = str(exc)
                 continue
-            probs = engine_probs(engine, clips, cfg.batch_size)
+            probs, logits = engine_outputs(engine, clips, cfg.batch_size)
             acc = accuracy_block(probs, labels)
             preds = probs.argmax(1)
             cm = confusion_matrix(labels, preds, len(classes))
@@ -150,6 +157,7 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
                 "top1": acc["top1"], "top1_lo": acc["top1_lo"], "top1_hi": acc["top1_hi"], "top5": acc["top5"],
                 "macro_auc": acc["macro_auc"], "auc_classes": acc["auc_classes"], "n_test": len(labels),
                 "size_mb": _size_mb(artifact), "params_m": params / 1e6, "gmacs": macs / 1e9, "pred": preds.tolist(),
+                "logits": logits,
             })
             print(f"[bench] {role:16s} {name:17s} top-1 {acc['top1']:.3f}  p50 {row['p50_ms']:8.2f} ms  "
                   f"FPS {row['fps']:8.1f}  e2e p50 {row.get('e2e_p50_ms', math.nan):8.2f} ms")
@@ -191,12 +199,29 @@ def _timing_row(engine: Engine, one: np.ndarray, batch: np.ndarray, cfg: Any, ct
 
 
 def _agreement(rows: list[dict[str, Any]]) -> None:
-    """Top-1 agreement of each engine with the model's own PyTorch FP32 predictions (pred dropped)."""
-    ref = {r["model"]: r["pred"] for r in rows if r["engine"] == "pytorch_fp32"}
+    """Agreement of each engine with the model's own PyTorch FP32 run (``pred``/``logits`` dropped).
+
+    ``agree_fp32``: share of test videos with the same top-1. On a barely trained model many
+    videos have near-tied logits, and any rounding (bf16, int8) flips them: that measures ties, not
+    the engine. So each row also reports its logit error against FP32 (``logit_delta_p50``, the
+    median over videos of the largest per-class |delta|) and ``agree_fp32_decided``: agreement over
+    the videos whose FP32 top-1 margin exceeds twice that median error (``n_decided`` of them),
+    where a flip means the engine's error was unusually large, not that the video was a toss-up."""
+    ref = {r["model"]: (np.asarray(r["pred"]), r["logits"]) for r in rows if r["engine"] == "pytorch_fp32"}
     for row in rows:
+        pred, logits = np.asarray(row.pop("pred")), row.pop("logits")
         base = ref.get(row["model"])
-        pred = np.asarray(row.pop("pred"))
-        row["agree_fp32"] = float(np.mean(pred == np.asarray(base))) if base is not None else math.nan
+        if base is None:
+            row.update(agree_fp32=math.nan, logit_delta_p50=math.nan, agree_fp32_decided=math.nan, n_decided=0)
+            continue
+        row["agree_fp32"] = float(np.mean(pred == base[0]))
+        delta = np.abs(logits - base[1]).max(axis=1)
+        top2 = np.sort(base[1], axis=1)[:, -2:]
+        margin = top2[:, 1] - top2[:, 0]
+        row["logit_delta_p50"] = float(np.median(delta))
+        decided = margin > 2 * row["logit_delta_p50"]
+        row["n_decided"] = int(decided.sum())
+        row["agree_fp32_decided"] = float(np.mean(pred[decided] == base[0][decided])) if decided.any() else math.nan
 
 
 def _meta(rd: RunDir, ctx: DataContext, labels: np.ndarray, clips: np.ndarray, clock: Any, mhz: float | None,
@@ -249,8 +274,10 @@ def _fmt(v: Any, col: str) -> str:
     if isinstance(v, float):
         if math.isnan(v):
             return "-"
-        if col in ("top1", "top5", "agree_fp32", "macro_auc", "efficiency"):
+        if col in ("top1", "top5", "agree_fp32", "agree_fp32_decided", "macro_auc", "efficiency"):
             return f"{v:.3f}"
+        if col == "logit_delta_p50":
+            return f"{v:.3g}"
         if col in ("spf", "scaled_spf", "e2e_spf"):
             return f"{v:.5f}"
         return f"{v:.2f}" if abs(v) < 1000 else f"{v:.0f}"
@@ -320,7 +347,9 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str,
         "## How to read the columns", "",
         f"- `top1_ci95`: {meta['accuracy_ci']}. `macro_auc`: mean one-vs-rest ROC-AUC over the classes present "
         "in the test set (ties count one half). `agree_fp32`: share of test videos whose top-1 equals the same "
-        "model's PyTorch FP32 top-1. Confusion matrices: `confusion/<model>__<engine>.csv` (rows true, columns predicted).",
+        "model's PyTorch FP32 top-1. `logit_delta_p50`: median over videos of the largest |logit - FP32 logit|; "
+        "`agree_fp32_decided`: agreement over the videos whose FP32 top-1 margin exceeds twice that (a barely trained "
+        "model has near-ties that any rounding flips). Confusion matrices: `confusion/<model>__<engine>.csv` (rows true, columns predicted).",
         f"- Latency is model-only, batch 1, p50/p90/p99 over timed calls after {meta['warmup']} warm-up calls; "
         f"throughput is batch {meta['batch_size']}. SPF = p50 / {meta['clip_len']} frames; FPS = 1/SPF.",
         "- `hint` is OpenVINO's INFERENCE_PRECISION_HINT read back from the compiled model. FP32 and INT8 rows set "
