@@ -30,7 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-_MEDIAN = re.compile(r"Median:\s+([0-9.]+)\s*ms")
+from edgekd.bench.benchmark_app import parse_latency_ms
+
 _THREADS = re.compile(r"INFERENCE_NUM_THREADS:\s*(\d+)")
 _HINT = re.compile(r"INFERENCE_PRECISION_HINT:\s*(.+)")
 _CASES = (("openvino_fp32", "openvino_fp32", "f32"), ("openvino_bf16", "openvino_fp32", "bf16"),
@@ -61,12 +62,12 @@ def run_benchmark_app(xml: Path, shape: tuple[int, ...], threads: int, hint: str
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=seconds * 10 + 120)
     finally:
         config.unlink(missing_ok=True)
-    match = _MEDIAN.search(proc.stdout)
-    if proc.returncode != 0 or not match:
+    median_ms = parse_latency_ms(proc.stdout, "Median")  # printed in us below 1 ms, in ms above
+    if proc.returncode != 0 or median_ms is None:
         raise RuntimeError(f"benchmark_app failed (rc {proc.returncode}):\n{' '.join(cmd)}\n{proc.stdout[-2000:]}\n"
                            f"{proc.stderr[-2000:]}")
     threads_read, hint_read = _THREADS.search(proc.stdout), _HINT.search(proc.stdout)
-    return {"median_ms": float(match.group(1)), "threads": threads_read.group(1) if threads_read else "?",
+    return {"median_ms": median_ms, "threads": threads_read.group(1) if threads_read else "?",
             "hint": hint_read.group(1).strip() if hint_read else "?"}
 
 

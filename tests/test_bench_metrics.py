@@ -113,3 +113,20 @@ def test_confusion_matrix_and_csv() -> None:
     assert text.splitlines() == ["true\\predicted,walk,run,sit", "walk,1,1,0", "run,0,1,0", "sit,1,0,2"]
     with pytest.raises(ValueError, match="outside"):
         confusion_matrix(np.array([0, 3]), np.array([0, 0]), 3)
+
+
+def test_benchmark_app_latency_is_read_in_its_printed_unit():
+    """benchmark_app prints microseconds below 1 ms (seen on an AMD EPYC: "Median: 936.44 us") and
+    milliseconds above; both must come back in ms."""
+    from edgekd.bench.benchmark_app import parse_latency_ms
+
+    fast = ("[ INFO ] Count:            75382 iterations\n[ INFO ] Duration:         1000.01 ms\n"
+            "[ INFO ] Latency:\n[ INFO ]    Median:        936.44 us\n[ INFO ]    Average:       950.26 us\n"
+            "[ INFO ]    Min:           7.76 us\n[ INFO ]    Max:           96.41 us\n")
+    slow = "[ INFO ] Latency:\n[ INFO ]    Median:        2.75 ms\n[ INFO ]    Average:       2.80 ms\n"
+    assert parse_latency_ms(fast) == pytest.approx(0.93644)
+    assert parse_latency_ms(fast, "Average") == pytest.approx(0.95026)
+    assert parse_latency_ms(fast, "Max") == pytest.approx(0.09641)
+    assert parse_latency_ms(slow) == pytest.approx(2.75)
+    assert parse_latency_ms("[ INFO ]    Median:        1.5 s\n") == pytest.approx(1500.0)
+    assert parse_latency_ms("[ INFO ] Duration: 1000.01 ms\n") is None  # no latency block: None, not the duration
