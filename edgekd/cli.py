@@ -7,22 +7,17 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-STAGE_COMMANDS = {
-    "run": None,  # every stage
-    "data": ("data",),
-    "pretrain": ("pretrain",),
-    "train": ("pretrain", "teacher", "student_scratch"),
-    "distill": ("student_kd",),
-    "export": ("export",),
-    "engines": ("engines",),
-    "bench": ("bench",),
-}
+def _stage_commands() -> dict[str, tuple[str, ...] | None]:
+    """``run`` (every stage) and one subcommand per entry of the stage table's ``commands``."""
+    from edgekd.stages.table import cli_commands
+
+    return {"run": None, **cli_commands()}
 
 
 def _parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="edgekd", description="Video action recognition: recipe -> distilled edge engines.")
     sub = p.add_subparsers(dest="command", required=True)
-    for name, stages in STAGE_COMMANDS.items():
+    for name, stages in _stage_commands().items():
         help_ = "run the whole pipeline" if stages is None else f"run stage(s): {', '.join(stages)}"
         s = sub.add_parser(name, help=help_)
         s.add_argument("recipe", help="recipe YAML")
@@ -65,7 +60,8 @@ def _parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
-    from edgekd.recipe import RecipeError, load_recipe
+    from edgekd.recipe import RecipeError
+    from edgekd.stages.validate import load_recipe
 
     try:
         if args.command == "synth":
@@ -86,12 +82,12 @@ def main(argv: Sequence[str] | None = None) -> int:
         if recipe.sweep.swept_keys:
             raise ValueError(f"{args.recipe} is a sweep ({len(recipe.sweep.swept_keys)} swept keys): use `edgekd sweep` "
                              "or `edgekd run`, which run every variant")
-        from edgekd import distributed
+        from edgekd.utils import distributed
         from edgekd.stages.runner import run_pipeline
 
         distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
         try:
-            run_pipeline(recipe, STAGE_COMMANDS[args.command], force=args.force)
+            run_pipeline(recipe, _stage_commands()[args.command], force=args.force)
         finally:
             distributed.shutdown()
         if getattr(args, "compare_literature", False):
@@ -109,8 +105,7 @@ def _variants(recipe: object) -> list:
 
 
 def _sweep(recipe: object, args: argparse.Namespace) -> int:
-    from edgekd.sweep import run_sweep, sweep_root
-    from edgekd.sweep_report import write_summary
+    from edgekd.sweep import run_sweep, sweep_root, write_summary
 
     variants = _variants(recipe)
     if getattr(args, "list", False):

@@ -8,14 +8,17 @@ Nothing falls back silently to a default when the user wrote something the loade
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import difflib
 import functools
+import itertools
 import re
 import types
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
+from collections.abc import Callable, Sequence
 from typing import Any, Literal
 
 import yaml
@@ -215,9 +218,6 @@ class PretrainConfig:
     hidden_dim: int = 512
 
 
-SWEEP_STAGES = ("data", "pretrain", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
-
-
 @dataclass(frozen=True)
 class SweepConfig:
     """A grid over recipe keys (``edgekd sweep``) and the summary table it ends with.
@@ -231,8 +231,8 @@ class SweepConfig:
     # explicit combinations (paired values, e.g. Hu Table 4's (lambda1, lambda2) pairs), each crossed with the grid
     points: tuple[dict[str, Any], ...] = ()
     exclude: tuple[dict[str, Any], ...] = ()  # drop variants matching every key/value of an entry
-    stages: tuple[Literal["data", "pretrain", "teacher", "student_scratch", "student_kd", "export", "engines",
-                          "bench"], ...] = ("data", "pretrain", "teacher", "student_scratch", "student_kd")
+    # stages each variant runs (names from the stage table, edgekd/stages/table.py)
+    stages: tuple[str, ...] = ("data", "pretrain", "teacher", "student_scratch", "student_kd")
     table: Literal["generic", "ullah", "camarena", "hu"] = "generic"
     # camarena: named epochs at which accuracy is read (best val top-1 up to that epoch); empty: 25/75/100%
     epoch_marks: dict[str, int] = field(default_factory=dict)
@@ -264,6 +264,11 @@ class Recipe:
     @property
     def run_dir(self) -> Path:
         return Path(self.runs_dir) / self.name
+
+    @property
+    def sweep_dir(self) -> Path:
+        """Where the variants of this recipe's sweep run (``<runs_dir>/<name>/sweep``)."""
+        return self.run_dir / "sweep"
 
     def to_dict(self) -> dict[str, Any]:
         return dataclasses.asdict(self)
@@ -346,9 +351,6 @@ def _check_ranges(r: Recipe) -> list[str]:
              f"{sec}.modality: 'flow' needs optical flow from the data stage; set data.flow (tvl1 or farneback)")
     need(r.export.opset >= 17, f"export.opset: must be >= 17, got {r.export.opset}")
     need(r.engines.calibration_clips >= 1, f"engines.calibration_clips: must be >= 1, got {r.engines.calibration_clips}")
-    for i, m in enumerate(r.engines.edge_models):
-        need(m in ("teacher", "student_scratch", "student_kd"),
-             f"engines.edge_models[{i}]: must be teacher, student_scratch or student_kd, got {m!r}")
     lo, opt, hi = r.engines.tensorrt_batch
     need(1 <= lo <= opt <= hi, f"engines.tensorrt_batch: must satisfy 1 <= min <= opt <= max, got {[lo, opt, hi]}")
     need(r.engines.tensorrt_workspace_mb >= 1,
@@ -528,20 +530,92 @@ def _check_pretrain_sweep(r: Recipe) -> list[str]:
     return errs
 
 
-def parse_recipe(data: Any, *, source: str = "recipe") -> Recipe:
-    """Build a Recipe from plain data, raising RecipeError with every problem found."""
+RecipeCheck = Callable[["Recipe"], list[str]]
+
+
+def parse_recipe(data: Any, *, source: str = "recipe", checks: Sequence[RecipeCheck] = ()) -> Recipe:
+    """Build a Recipe from plain data, raising RecipeError with every problem found.
+
+    This checks what the recipe can check alone: keys, types, and each section's ranges and
+    cross-field rules. Names that live in other packages' tables (stages, engines, KD losses,
+    models) and every sweep variant are checked by ``checks``; ``edgekd.stages.parse_recipe`` and
+    ``edgekd.stages.load_recipe`` pass them all, and are what the CLI uses."""
     errs: list[str] = []
     recipe = _build(Recipe, data, "", errs)
     if not errs and recipe is not None:
         errs.extend(_check_ranges(recipe))
         errs.extend(_check_pretrain_sweep(recipe))
-        if not errs and recipe.sweep.swept_keys:
-            from edgekd.sweep import variant_errors  # every variant of the grid must validate too
-
-            errs.extend(variant_errors(recipe, data))
+        if not errs:
+            for check in checks:
+                errs.extend(check(recipe))
     if errs or recipe is None:
         raise RecipeError(errs, source)
     return recipe
+
+
+# ----------------------------------------------------------------------------- sweep grids
+
+
+def expand_grid(grid: dict[str, tuple[Any, ...] | list[Any]],
+                exclude: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
+                points: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
+    """Each of ``points`` (explicit combinations; none: one empty point) crossed with the cartesian
+    product of the grid in key order (the last key varies fastest), minus every combination that
+    matches all the key/values of an ``exclude`` entry."""
+    keys = list(grid)
+    combos = [{**p, **dict(zip(keys, values))} for p in (points or [{}])
+              for values in itertools.product(*(grid[k] for k in keys))]
+    return [c for c in combos if not any(all(c.get(k) == v for k, v in e.items()) for e in exclude)]
+
+
+def _slug_value(value: Any) -> str:
+    if isinstance(value, (list, tuple)):
+        return "x".join(_slug_value(v) for v in value)
+    if isinstance(value, float) and value.is_integer():
+        value = int(value)
+    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "none"
+
+
+def variant_slug(overrides: dict[str, Any]) -> str:
+    """Folder name of a variant, e.g. ``distill.temperature-5_seed-0`` (long names are shortened
+    and made unique with a hash)."""
+    slug = "_".join(f"{k}-{_slug_value(v)}" for k, v in overrides.items()) or "base"
+    if len(slug) > 120:
+        slug = f"{slug[:100]}-{stable_hash(overrides)[:12]}"
+    return slug
+
+
+def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
+    """``data[a][b][c] = value`` for ``key = "a.b.c"``, creating sections as needed."""
+    node = data
+    parts = key.split(".")
+    for part in parts[:-1]:
+        node = node.setdefault(part, {})
+    node[parts[-1]] = copy.deepcopy(value)
+
+
+def variant_data(recipe: Recipe, overrides: dict[str, Any], slug: str) -> dict[str, Any]:
+    """The raw recipe of one sweep variant: the base recipe with ``overrides`` set, no sweep, its own
+    name (``slug``) and the sweep folder as its runs_dir."""
+    data = recipe.to_dict()
+    data.pop("sweep")
+    for key, value in overrides.items():
+        set_dotted(data, key, value)
+    data["name"] = slug
+    data["runs_dir"] = str(recipe.sweep_dir)
+    return data
+
+
+def variant_slugs(combos: list[dict[str, Any]]) -> list[str]:
+    """A unique folder name per combination (see :func:`variant_slug`)."""
+    slugs, seen = [], set()
+    for c in combos:
+        s = variant_slug(c)
+        while s in seen:  # two values that print alike (1 and "1") still get their own folders
+            s = f"{s}-{stable_hash(c)[:6]}"
+        seen.add(s)
+        slugs.append(s)
+    return slugs
 
 
 def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any]:
@@ -561,8 +635,15 @@ def apply_overrides(data: dict[str, Any], overrides: list[str]) -> dict[str, Any
     return data
 
 
-def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
-    """Read a YAML recipe (safe_load), apply ``--set`` overrides and validate strictly."""
+def load_recipe(path: str | Path, overrides: list[str] | None = None, *,
+                checks: Sequence[RecipeCheck] = ()) -> Recipe:
+    """Read a YAML recipe (safe_load), apply ``--set`` overrides and validate strictly (see
+    :func:`parse_recipe` for what ``checks`` add)."""
+    return parse_recipe(apply_overrides(read_recipe_data(path), overrides or []), source=str(path), checks=checks)
+
+
+def read_recipe_data(path: str | Path) -> dict[str, Any]:
+    """The raw mapping of a YAML recipe file (``yaml.safe_load``), or RecipeError saying why not."""
     p = Path(path)
     if not p.is_file():
         raise FileNotFoundError(f"recipe not found: {p}")
@@ -574,4 +655,4 @@ def load_recipe(path: str | Path, overrides: list[str] | None = None) -> Recipe:
         data = {}
     if not isinstance(data, dict):
         raise RecipeError([f"top level must be a mapping, got {type(data).__name__}"], str(p))
-    return parse_recipe(apply_overrides(data, overrides or []), source=str(p))
+    return data

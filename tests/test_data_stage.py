@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.recipe import parse_recipe
+from edgekd.stages.validate import parse_recipe
 from edgekd.stages.data_stage import DataContext, DataError, run_data
 from edgekd.stages.rundir import RunDir
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.cli import STAGE_COMMANDS
-from edgekd.recipe import parse_recipe
+from edgekd.stages.table import cli_commands
+from edgekd.stages.validate import parse_recipe
 from edgekd.stages.runner import run_pipeline
 from edgekd.utils.rng import capture_rng_state, deterministic_mode, restore_rng_state
 
@@ -63,7 +63,7 @@ def _run(root: Path) -> Path:
         "student": {"model": "c3d_student", "width_mult": 0.125, "dropout": 0.3, "epochs": 2, "batch_size": 4, "lr": 0.002,
                     "precision": "fp32"},
     })
-    return run_pipeline(recipe, STAGE_COMMANDS["train"]).root
+    return run_pipeline(recipe, cli_commands()["train"]).root
 
 
 @pytest.mark.slow

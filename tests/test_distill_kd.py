@@ -9,7 +9,8 @@ import torch
 
 from edgekd.distill.kd import build_kd, check_teacher_compatible
 from edgekd.models import build_model
-from edgekd.recipe import DistillConfig, RecipeError, parse_recipe
+from edgekd.recipe import DistillConfig, RecipeError
+from edgekd.stages.validate import parse_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 RGB = {"clip_len": 8, "frame_interval": 2, "resize": [40, 53], "crop": [32, 32], "mean": [0.4, 0.4, 0.4],

@@ -15,7 +15,8 @@ from edgekd.data.cache import FrameCache
 from edgekd.data.clips import ClipDataset, ClipSpec, make_loader
 from edgekd.distill.kd import build_kd
 from edgekd.models import build_model
-from edgekd.recipe import DistillConfig, RecipeError, parse_recipe
+from edgekd.recipe import DistillConfig, RecipeError
+from edgekd.stages.validate import parse_recipe
 from edgekd.train.loop import FitOptions, ResumeSpec, fit
 
 H, W = 48, 64

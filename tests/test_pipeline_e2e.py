@@ -7,8 +7,9 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.recipe import load_recipe
-from edgekd.stages.rundir import STAGES, RunDir
+from edgekd.stages.validate import load_recipe
+from edgekd.stages.rundir import RunDir
+from edgekd.stages.table import STAGE_NAMES as STAGES
 from edgekd.stages.runner import run_pipeline
 
 REPO = Path(__file__).resolve().parents[1]

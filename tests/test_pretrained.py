@@ -224,7 +224,8 @@ def test_a_bad_freeze_prefix_fails_before_anything_is_loaded(tmp_path):
 
 
 def test_recipe_keys_and_build_for_wiring(tmp_path):
-    from edgekd.recipe import RecipeError, parse_recipe
+    from edgekd.recipe import RecipeError
+    from edgekd.stages.validate import parse_recipe
     from edgekd.stages.train_stage import build_for
 
     src = tiny("r3d_18", 400, seed=0)

@@ -4,7 +4,8 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.recipe import RecipeError, load_recipe, parse_recipe
+from edgekd.recipe import RecipeError
+from edgekd.stages.validate import load_recipe, parse_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 

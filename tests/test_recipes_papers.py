@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.cli import main
-from edgekd.recipe import load_recipe
+from edgekd.stages.validate import load_recipe
 from edgekd.sweep import plan_sweep
 
 RECIPES = Path(__file__).resolve().parents[1] / "recipes"

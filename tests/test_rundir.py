@@ -9,9 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.recipe import parse_recipe
+from edgekd.stages.validate import parse_recipe
 from edgekd.stages import runner
-from edgekd.stages.rundir import RESUME_FILE, STAGES, UPSTREAM, RunDir
+from edgekd.stages.rundir import RESUME_FILE, RunDir
+from edgekd.stages.table import STAGE_NAMES as STAGES
+from edgekd.stages.table import get_stage
 
 
 def _downstream(stage: str) -> set[str]:
@@ -19,7 +21,7 @@ def _downstream(stage: str) -> set[str]:
     out: set[str] = set()
     frontier = {stage}
     while frontier:
-        frontier = {s for s in STAGES if set(UPSTREAM[s]) & frontier} - out
+        frontier = {s for s in STAGES if set(get_stage(s).upstream) & frontier} - out
         out |= frontier
     return out
 
@@ -55,7 +57,7 @@ def test_stage_manifest_records_inputs_hashes_versions_and_commit(tmp_path, fake
         assert rec["key"] == rd.key(stage)
         assert rec["recipe_hash"] == rd.recipe_hash() and len(rec["recipe_hash"]) == 16
         assert rec["packages"]["torch"].startswith("2.") and "python" in rec and "git_commit" in rec
-        assert set(rec["inputs"]["upstream"]) == set(UPSTREAM[stage])
+        assert set(rec["inputs"]["upstream"]) == set(get_stage(stage).upstream)
         for up, info in rec["inputs"]["upstream"].items():
             up_rec = json.loads((rd.stage_dir(up) / "stage.json").read_text())
             assert info["key"] == up_rec["key"]

@@ -11,7 +11,8 @@ import torch
 from torch import nn
 
 from edgekd.models import build_model
-from edgekd.recipe import PRETEXT_TRANSFORMS, RecipeError, parse_recipe
+from edgekd.recipe import PRETEXT_TRANSFORMS, RecipeError
+from edgekd.stages.validate import parse_recipe
 from edgekd.ssl.losses import contrastive_loss
 from edgekd.ssl.pretrain import (
     PretextPairDataset,
@@ -275,7 +276,8 @@ def test_pretrain_recipe_checks_name_the_problem() -> None:
 
 
 def test_students_depend_on_pretrain_only_when_it_is_enabled() -> None:
-    from edgekd.stages.rundir import STAGES, upstream_of
+    from edgekd.stages.rundir import upstream_of
+    from edgekd.stages.table import STAGE_NAMES as STAGES
 
     on = parse_recipe({"name": "p", "pretrain": {"enabled": True}})
     off = parse_recipe({"name": "p"})

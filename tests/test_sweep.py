@@ -12,10 +12,12 @@ from typing import Any
 
 import pytest
 
-from edgekd.recipe import RecipeError, parse_recipe
+from edgekd.recipe import RecipeError
+from edgekd.stages.validate import parse_recipe
 from edgekd.stages import runner
-from edgekd.sweep import expand_grid, plan_sweep, run_sweep, sweep_root, variant_slug
-from edgekd.sweep_report import Stat, mean_ci, t_cdf, t_quantile
+from edgekd.recipe import expand_grid, variant_slug
+from edgekd.sweep import plan_sweep, run_sweep, sweep_root
+from edgekd.utils.stats import Stat, mean_ci, t_cdf, t_quantile
 
 T975 = {1: 12.706204736174698, 2: 4.302652729911275, 4: 2.7764451051977987, 9: 2.2621571627409915,
         29: 2.045229642132703}  # Student t 0.975 quantiles (statistical tables / scipy.stats.t.ppf)
@@ -244,7 +246,7 @@ def test_cli_lists_variants_and_refuses_single_stage_commands_on_a_sweep(tmp_pat
 
 
 def test_the_summary_leaves_out_runs_that_are_stale_for_the_recipe(tmp_path: Path, stub_stages: list) -> None:
-    from edgekd.sweep_report import write_summary
+    from edgekd.sweep.report import write_summary
 
     raw = _raw(tmp_path, {"distill.temperature": [1, 5]}, table="ullah")
     run_sweep(parse_recipe(raw))

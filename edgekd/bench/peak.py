@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from edgekd.engines.openvino_engine import compile_config
 from edgekd.utils.atomic import write_json
 from edgekd.utils.cpu import cpu_info
 from edgekd.utils.hashing import stable_hash
@@ -113,8 +114,7 @@ def _openvino_gemm(precision: str, n: int, threads: int, min_time_s: float) -> P
     else:
         a, b = x, ops.constant(rng.standard_normal((n, n)).astype(np.float32))
     model = ov.Model([ops.matmul(a, b, False, False)], [x], f"{precision}_gemm")
-    config = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_NUM_THREADS": threads,
-              "INFERENCE_PRECISION_HINT": _OV_HINT[precision]}
+    config = compile_config(threads, _OV_HINT[precision])
     compiled = ov.Core().compile_model(model, "CPU", config)
     request = compiled.create_infer_request()
     request.set_input_tensor(ov.Tensor(rng.standard_normal((n, n)).astype(np.float32)))

@@ -11,7 +11,7 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgekd import distributed as dist
+from edgekd.utils import distributed as dist
 from edgekd.distill.cache import CachedTeacher
 from edgekd.distill.projection import feature_projection
 from edgekd.distill.taps import FeatureTap, default_feature_path

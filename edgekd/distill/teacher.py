@@ -121,12 +121,10 @@ class OpenVinoTeacher:
             assert calibration is not None
             ov_model = _quantize_int8(ov_model, calibration)
             self.calibration_clips = len(calibration)
-        from edgekd.engines.openvino_engine import ir_precision
+        from edgekd.engines.openvino_engine import compile_config, ir_precision
 
         self.ir_precision = ir_precision(ov_model)  # "int8" when NNCF inserted quantizers
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": hint,
-                                  "INFERENCE_NUM_THREADS": threads or torch.get_num_threads()}
-        self.compiled = core.compile_model(ov_model, "CPU", config)
+        self.compiled = core.compile_model(ov_model, "CPU", compile_config(threads or torch.get_num_threads(), hint))
         self.convert_s = time.perf_counter() - start
         got = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if got != hint:
@@ -158,18 +156,10 @@ def _quantize_int8(ov_model: Any, calibration: np.ndarray) -> Any:
     preset, CPU target, classifier head kept f32), on clips of the training split. Why: a fill
     epoch of the teacher-output cache pays one teacher forward per clip, and INT8 on this CPU's
     AMX halves the bf16 teacher's time (quickstart bench: C3D 19.9 ms vs 39.4 ms per clip)."""
-    import nncf  # seconds to import; only this path needs it
-
-    from edgekd.engines.openvino_engine import _classifier_head, ir_precision
+    from edgekd.engines.openvino_engine import quantize_int8
 
     clips = [np.ascontiguousarray(c[None], dtype=np.float32) for c in calibration]
-    kept = _classifier_head(ov_model)
-    quantized = nncf.quantize(ov_model, nncf.Dataset(clips), preset=nncf.QuantizationPreset.PERFORMANCE,
-                              target_device=nncf.TargetDevice.CPU, subset_size=len(clips),
-                              ignored_scope=nncf.IgnoredScope(names=kept) if kept else None)
-    if ir_precision(quantized) != "int8":
-        raise RuntimeError("NNCF inserted no quantizers into the teacher; refusing to call it an INT8 teacher")
-    return quantized
+    return quantize_int8(ov_model, clips, what="the teacher")[0]
 
 
 def make_teacher(backend: str, model: nn.Module, *, input_shape: tuple[int, ...], feature_tap: str | None,

@@ -20,7 +20,8 @@ from edgekd.engines.base import Engine, check_batch, check_logits
 from edgekd.utils.atomic import atomic_dir, write_json
 from edgekd.utils.cpu import cpu_info
 
-__all__ = ["OpenVinoEngine", "build_openvino_fp32", "build_openvino_int8", "ir_precision", "supported_precision_hints"]
+__all__ = ["OpenVinoEngine", "build_openvino_fp32", "build_openvino_int8", "classifier_head", "compile_config",
+           "ir_precision", "quantize_int8", "supported_precision_hints"]
 
 _DEVICE = "CPU"
 # precision hint -> (device capability it needs, label of what then runs)
@@ -52,7 +53,7 @@ class OpenVinoEngine(Engine):
         model = core.read_model(str(self.xml_path))
         self.ir_precision = ir_precision(model)
         self.requested_hint = precision_hint
-        self.compiled = core.compile_model(model, _DEVICE, _compile_config(threads, precision_hint))
+        self.compiled = core.compile_model(model, _DEVICE, compile_config(threads, precision_hint))
         self.hint = self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()
         if precision_hint is not None and self.hint != precision_hint:
             raise RuntimeError(
@@ -140,19 +141,9 @@ def build_openvino_int8(
         raise ValueError(f"build_openvino_int8: subset_size must be >= 1, got {subset_size}")
     model = ov.convert_model(str(onnx_path))
     clips = _calibration_clips(calibration, subset_size, _static_input_shape(model))
-    kept_fp32 = _classifier_head(model) if keep_head_fp32 else []
-    quantized = nncf.quantize(
-        model,
-        nncf.Dataset(clips),
-        preset=nncf.QuantizationPreset.PERFORMANCE,
-        target_device=nncf.TargetDevice.CPU,
-        subset_size=subset_size,
-        fast_bias_correction=fast_bias_correction,
-        model_type=nncf.ModelType.TRANSFORMER if transformer else None,
-        ignored_scope=nncf.IgnoredScope(names=kept_fp32) if kept_fp32 else None,
-    )
-    if ir_precision(quantized) != "int8":
-        raise RuntimeError(f"NNCF inserted no quantizers into {onnx_path}; refusing to save it as an INT8 IR")
+    quantized, kept_fp32 = quantize_int8(model, clips, keep_head_fp32=keep_head_fp32,
+                                         fast_bias_correction=fast_bias_correction, transformer=transformer,
+                                         what=str(onnx_path))
     metadata = {
         "source_onnx": str(onnx_path),
         "precision": "int8",
@@ -183,7 +174,35 @@ def ir_precision(model: ov.Model) -> str:
     return "fp16" if has_f16 else "fp32"
 
 
-def _classifier_head(model: ov.Model) -> list[str]:
+def quantize_int8(model: ov.Model, clips: list[np.ndarray], *, keep_head_fp32: bool = True,
+                  fast_bias_correction: bool = True, transformer: bool = False,
+                  what: str = "the model") -> tuple[ov.Model, list[str]]:
+    """NNCF post-training INT8 of an OpenVINO model: the one place edgekd calls ``nncf.quantize``
+    (the engines stage's INT8 IRs and the INT8 KD teacher both come through here).
+
+    PERFORMANCE preset (symmetric weights and activations, what CPU INT8 kernels prefer), CPU
+    target, calibrated on ``clips`` (each ``(1, C, T, H, W)`` float32). ``keep_head_fp32`` leaves
+    the classifier head in float (see :func:`build_openvino_int8`). Returns the quantized model and
+    the names kept in float; refuses a result without quantizers rather than calling it INT8."""
+    import nncf  # imported here: it takes seconds and only INT8 paths need it
+
+    kept_fp32 = classifier_head(model) if keep_head_fp32 else []
+    quantized = nncf.quantize(
+        model,
+        nncf.Dataset(clips),
+        preset=nncf.QuantizationPreset.PERFORMANCE,
+        target_device=nncf.TargetDevice.CPU,
+        subset_size=len(clips),
+        fast_bias_correction=fast_bias_correction,
+        model_type=nncf.ModelType.TRANSFORMER if transformer else None,
+        ignored_scope=nncf.IgnoredScope(names=kept_fp32) if kept_fp32 else None,
+    )
+    if ir_precision(quantized) != "int8":
+        raise RuntimeError(f"NNCF inserted no quantizers into {what}; refusing to call it INT8")
+    return quantized, kept_fp32
+
+
+def classifier_head(model: ov.Model) -> list[str]:
     """Friendly name of the last MatMul/Convolution in execution order: the classifier head."""
     weighted = [op for op in model.get_ordered_ops() if op.get_type_name() in ("MatMul", "Convolution")]
     return [weighted[-1].get_friendly_name()] if weighted else []
@@ -228,7 +247,10 @@ def _static_input_shape(model: ov.Model) -> tuple[int, ...] | None:
     return tuple(dim.get_length() for dim in list(pshape)[1:])
 
 
-def _compile_config(threads: int | None, precision_hint: str | None) -> dict[str, Any]:
+def compile_config(threads: int | None, precision_hint: str | None) -> dict[str, Any]:
+    """The CPU plugin configuration every edgekd OpenVINO model is compiled with: latency hint,
+    explicit threads and an explicit inference precision (the deploy runtime keeps a copy, held
+    identical by a test, because it cannot import edgekd)."""
     config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
     if threads is not None:
         config["INFERENCE_NUM_THREADS"] = threads

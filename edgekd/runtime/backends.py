@@ -30,11 +30,9 @@ class OpenVinoBackend:
         self.xml_path = Path(xml_path)
         if not self.xml_path.is_file() or not self.xml_path.with_suffix(".bin").is_file():
             raise BundleError(f"OpenVINO IR not found: {self.xml_path} (+ .bin)")
-        config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY", "INFERENCE_PRECISION_HINT": precision_hint}
-        if threads is not None:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
         core = ov.Core()
-        self.compiled = core.compile_model(core.read_model(str(self.xml_path)), "CPU", config)
+        self.compiled = core.compile_model(core.read_model(str(self.xml_path)), "CPU",
+                                           compile_config(None if threads is None else int(threads), precision_hint))
         self.version = ov.get_version()
         self._request = self.compiled.create_infer_request()
 
@@ -45,6 +43,18 @@ class OpenVinoBackend:
     def describe(self) -> dict[str, Any]:
         return {"backend": "openvino", "backend_version": self.version, "model_file": str(self.xml_path),
                 "inference_precision_hint": self.compiled.get_property("INFERENCE_PRECISION_HINT").get_type_name()}
+
+
+def compile_config(threads: int | None, precision_hint: str | None) -> dict[str, Any]:
+    """The CPU plugin configuration every edgekd OpenVINO model is compiled with: latency hint,
+    explicit threads and an explicit inference precision (the deploy runtime keeps a copy, held
+    identical by a test, because it cannot import edgekd)."""
+    config: dict[str, Any] = {"PERFORMANCE_HINT": "LATENCY"}
+    if threads is not None:
+        config["INFERENCE_NUM_THREADS"] = threads
+    if precision_hint is not None:
+        config["INFERENCE_PRECISION_HINT"] = precision_hint
+    return config
 
 
 def load_backend(bundle: Bundle, *, threads: int | None = None, engine: str | Path | None = None) -> Any:

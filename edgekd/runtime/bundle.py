@@ -55,6 +55,8 @@ class Bundle:
 
 
 def sha256_file(path: str | Path) -> str:
+    """Full sha256 of a file's bytes, read in 1 MiB chunks (a copy of ``edgekd.utils.hashing``'s,
+    held identical by a test: the runtime cannot import edgekd)."""
     h = hashlib.sha256()
     with Path(path).open("rb") as f:
         for chunk in iter(lambda: f.read(1 << 20), b""):

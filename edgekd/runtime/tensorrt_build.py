@@ -23,7 +23,6 @@ Command line (inside a bundle: ``python -m edgekd_runtime.tensorrt_build ...``):
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import os
 import platform
@@ -37,6 +36,7 @@ from typing import Any
 
 import numpy as np
 
+from .bundle import sha256_file
 from .tensorrt_runner import ApiLevel, CudaDevice, api_level
 
 __all__ = [
@@ -267,7 +267,7 @@ def make_sidecar(*, onnx_path: str | Path, precision: str, plan: BuildPlan, opti
         "cuda_version": cuda_version,
         "gpu": {"name": gpu_name, "compute_capability": compute_capability},
         "source_onnx": str(onnx_path),
-        "source_onnx_sha256": _sha256(onnx_path),
+        "source_onnx_sha256": sha256_file(onnx_path),
         "input": {"name": input_name, "shape": list(input_shape), "dtype": "float32"},
         "input_spec": input_spec,
         "labels": list(labels) if labels is not None else None,
@@ -387,14 +387,6 @@ def sidecar_for_plan(onnx_path: str | Path, plan_path: str | Path, options: Buil
     sidecar["builder"] = builder
     _atomic_write_bytes(plan_path.with_suffix(".json"), (json.dumps(sidecar, indent=2) + "\n").encode())
     return sidecar
-
-
-def _sha256(path: str | Path) -> str:
-    h = hashlib.sha256()
-    with Path(path).open("rb") as f:
-        for chunk in iter(lambda: f.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def _atomic_write_bytes(path: Path, data: bytes) -> None:

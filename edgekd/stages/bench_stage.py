@@ -41,7 +41,8 @@ from edgekd.engines.tensorrt_engine import tensorrt_status
 from edgekd.engines.torch_engine import TorchEngine
 from edgekd.models.complexity import count_macs, count_params
 from edgekd.stages.data_stage import DataContext
-from edgekd.stages.rundir import MODEL_ROLES, RunDir
+from edgekd.stages.rundir import RunDir
+from edgekd.stages.table import MODEL_ROLES
 from edgekd.train.checkpoint import load_checkpoint
 from edgekd.utils.atomic import atomic_path, write_json, write_text
 

@@ -16,7 +16,8 @@ from edgekd.engines.qdq import build_qdq_int8, qdq_accuracy
 from edgekd.engines.tensorrt_build import build_tensorrt_engines
 from edgekd.engines.tensorrt_engine import tensorrt_status
 from edgekd.stages.data_stage import DataContext
-from edgekd.stages.rundir import MODEL_ROLES, RunDir
+from edgekd.stages.rundir import RunDir
+from edgekd.stages.table import MODEL_ROLES
 from edgekd.utils.versions import package_versions
 from edgekd.utils.atomic import write_json
 from edgekd.utils.hashing import sha256_file

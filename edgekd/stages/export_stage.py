@@ -7,7 +7,8 @@ from typing import Any
 
 from edgekd.export.onnx_export import check_parity, export_onnx
 from edgekd.stages.data_stage import DataContext
-from edgekd.stages.rundir import MODEL_ROLES, RunDir
+from edgekd.stages.rundir import RunDir
+from edgekd.stages.table import MODEL_ROLES
 from edgekd.train.checkpoint import load_checkpoint
 from edgekd.utils.atomic import write_json
 

@@ -29,8 +29,9 @@ def run_pretrain(rd: RunDir) -> dict[str, Any]:
         PretrainOptions,
         run_pretraining,
     )
-    from edgekd.stages.train_stage import build_for, seed_everything, training_precision
+    from edgekd.stages.train_stage import build_for, training_precision
     from edgekd.train.checkpoint import save_checkpoint
+    from edgekd.utils.rng import seed_everything
 
     p = rd.recipe.pretrain
     if not p.enabled:

@@ -25,62 +25,29 @@ from typing import Any
 
 from edgekd import __version__
 from edgekd.recipe import Recipe
+from edgekd.stages.table import MODEL_ROLES, STAGE_NAMES, get_stage, recipe_value
 from edgekd.utils.atomic import write_json
 from edgekd.utils.hashing import sha256_file, stable_hash
 from edgekd.utils.versions import git_commit, package_versions
 
-STAGES = ("data", "pretrain", "teacher", "student_scratch", "student_kd", "export", "engines", "bench")
-MODEL_ROLES = ("teacher", "student_scratch", "student_kd")
-
-# recipe sections each stage reads, and the stages whose outputs it consumes
-_SECTIONS: dict[str, tuple[str, ...]] = {
-    "data": ("data",),
-    "pretrain": ("pretrain", "student"),  # self-supervised pretraining of the student network
-    "teacher": ("teacher",),
-    "student_scratch": ("student",),
-    "student_kd": ("student", "distill"),
-    "export": ("export",),
-    "engines": ("engines",),
-    "bench": ("bench",),
-}
-UPSTREAM: dict[str, tuple[str, ...]] = {
-    "data": (),
-    "pretrain": ("data",),
-    "teacher": ("data",),
-    "student_scratch": ("data",),
-    "student_kd": ("data", "teacher"),
-    "export": ("data", *MODEL_ROLES),
-    "engines": ("data", "export"),
-    "bench": ("data", *MODEL_ROLES, "export", "engines"),
-}
-
-# Files of a stage that downstream stages consume, as globs relative to its directory; their sha256
-# goes into every downstream key. A stage not listed here contributes all its files except the
-# bookkeeping ones below. (The data stage's synthetic videos are summarised by split.json and the
-# frame cache's own keys.)
-ARTIFACT_GLOBS: dict[str, tuple[str, ...]] = {
-    "data": ("split.json",),
-}
+STAGES = STAGE_NAMES  # pipeline order (the stage table)
 RESUME_FILE = "last.pt"  # per-epoch resume checkpoint of a training stage, removed when it is done
 _BOOKKEEPING = ("stage.json", "manifest.json", RESUME_FILE, "metrics.jsonl", ".*")
 
 
 def upstream_of(recipe: Recipe, stage: str) -> tuple[str, ...]:
-    """``UPSTREAM[stage]``, plus ``pretrain`` for the students when ``pretrain.enabled`` (they start
-    from its weights then); with pretraining off their keys are what they were before it existed."""
-    ups = UPSTREAM[stage]
-    if stage in ("student_scratch", "student_kd") and recipe.pretrain.enabled:
-        ups = (*ups, "pretrain")
-    return ups
+    """The stages ``stage`` consumes: its table row's ``upstream``, plus each ``upstream_when``
+    stage whose recipe key is true (the students read ``pretrain`` only when it is enabled, so with
+    pretraining off their keys do not depend on it)."""
+    row = get_stage(stage)
+    extra = tuple(up for up, key in row.upstream_when if recipe_value(recipe, key))
+    return (*row.upstream, *extra)
 
 
 def external_inputs(recipe: Recipe, stage: str) -> list[str]:
     """Files outside the run directory that a stage reads (e.g. ``teacher.pretrained`` weights):
     their sha256 joins the key, so replacing such a file re-runs the stage like a recipe edit."""
-    section = {"teacher": "teacher", "student_scratch": "student", "student_kd": "student"}.get(stage)
-    cfg = getattr(recipe, section, None) if section else None
-    path = getattr(cfg, "pretrained", None)
-    return [path] if path else []
+    return [p for key in get_stage(stage).external_inputs if (p := recipe_value(recipe, key))]
 
 
 class StageNotReady(RuntimeError):
@@ -117,7 +84,7 @@ class RunDir:
                 raise StageNotReady(f"stage {stage!r} needs stage {up!r} first (no {self.stage_dir(up) / 'stage.json'}); "
                                     f"run `edgekd run` or the {up!r} stage")
             upstream[up] = {"key": rec["key"], "files": self.artifact_hashes(up)}
-        out = {"stage": stage, "recipe": self.recipe.section_hash(*_SECTIONS[stage]), "upstream": upstream}
+        out = {"stage": stage, "recipe": self.recipe.section_hash(*get_stage(stage).sections), "upstream": upstream}
         external = {path: _cached_sha256(Path(path).expanduser()) for path in external_inputs(self.recipe, stage)
                     if Path(path).expanduser().is_file()}
         if external:  # only when present, so keys of recipes without such files are unchanged
@@ -129,9 +96,9 @@ class RunDir:
         return stable_hash(self.inputs(stage))
 
     def artifact_hashes(self, stage: str) -> dict[str, str]:
-        """sha256 of the stage's artifact files (``ARTIFACT_GLOBS``), by path relative to its directory."""
+        """sha256 of the stage's artifact files (its table row's ``artifacts``), by path relative to its directory."""
         root = self.stage_dir(stage)
-        globs = ARTIFACT_GLOBS.get(stage)
+        globs = get_stage(stage).artifacts
         out: dict[str, str] = {}
         for path in sorted(root.rglob("*")) if root.is_dir() else ():
             rel = path.relative_to(root).as_posix()

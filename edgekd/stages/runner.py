@@ -1,7 +1,7 @@
 """Run stages in order, reusing those whose inputs are unchanged.
 
-Under torchrun every rank runs this loop. Stages in ``DISTRIBUTED_STAGES`` run on every rank (data
-parallel); the others run on rank 0 only while the other ranks wait. Only rank 0 writes the run
+Under torchrun every rank runs this loop. Stages whose table row is ``distributed`` run on every rank
+(data parallel); the others run on rank 0 only while the other ranks wait. Only rank 0 writes the run
 manifest and stage records, and a barrier after each stage makes its files visible to every rank
 before the next freshness check.
 """
@@ -9,42 +9,24 @@ before the next freshness check.
 from __future__ import annotations
 
 import contextlib
+import importlib
 import time
 from collections.abc import Callable, Sequence
 from typing import Any, ContextManager
 
 import yaml
 
-from edgekd import distributed as dist
+from edgekd.utils import distributed as dist
 from edgekd.recipe import Recipe
-from edgekd.stages.rundir import STAGES, RunDir
+from edgekd.stages.rundir import RunDir
+from edgekd.stages.table import STAGE_NAMES, get_stage
 from edgekd.utils.atomic import write_text
 
-# stages that run data-parallel on every rank under torchrun (training); the rest run on rank 0
-DISTRIBUTED_STAGES = {"teacher", "student_scratch", "student_kd"}
-
-
 def _stage_fn(stage: str) -> Callable[[RunDir], dict[str, Any]]:
-    """Import lazily so `edgekd validate` and `--help` do not pay for torch/OpenVINO imports."""
-    if stage == "data":
-        from edgekd.stages.data_stage import run_data
-        return run_data
-    if stage == "pretrain":
-        from edgekd.stages.pretrain_stage import run_pretrain
-        return run_pretrain
-    if stage in ("teacher", "student_scratch", "student_kd"):
-        from edgekd.stages.train_stage import run_train
-        return lambda rd: run_train(rd, stage)
-    if stage == "export":
-        from edgekd.stages.export_stage import run_export
-        return run_export
-    if stage == "engines":
-        from edgekd.stages.engines_stage import run_engines
-        return run_engines
-    if stage == "bench":
-        from edgekd.stages.bench_stage import run_bench
-        return run_bench
-    raise ValueError(f"unknown stage {stage!r} (known: {', '.join(STAGES)})")
+    """The stage's entry function from its table row, imported only now, so `edgekd validate` and
+    `--help` do not pay for torch/OpenVINO imports."""
+    module, _, function = get_stage(stage).entry.partition(":")
+    return getattr(importlib.import_module(module), function)
 
 
 # share(rd, stage) -> the directory a finished stage with rd.key(stage) was copied from, or None
@@ -60,10 +42,9 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
     reused when fresh) because every other stage reads the split and the frame cache. ``share``
     (used by sweeps) may supply a stage that another run already finished with the same key;
     ``lock`` (parallel sweeps) is held from that lookup until the stage is recorded."""
-    selected = list(STAGES) if stages is None else ["data", *[s for s in STAGES if s in stages and s != "data"]]
-    unknown = set(stages or ()) - set(STAGES)
-    if unknown:
-        raise ValueError(f"unknown stage(s) {sorted(unknown)} (known: {', '.join(STAGES)})")
+    for s in stages or ():
+        get_stage(s)  # an unknown name is an error naming the closest stage
+    selected = list(STAGE_NAMES) if stages is None else ["data", *[s for s in STAGE_NAMES if s in stages and s != "data"]]
     rd = RunDir(recipe)
     main = dist.is_main()
     if main:
@@ -83,10 +64,11 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
             if share is not None and not dist.is_distributed() and (source := share(rd, stage)) is not None:
                 print(f"{tag}: shared (same inputs as {source})", flush=True)
                 continue
-            if not main and stage not in DISTRIBUTED_STAGES:
+            distributed = get_stage(stage).distributed
+            if not main and not distributed:
                 continue  # rank 0 runs it; this rank waits at the next barrier
             if main:
-                print(f"{tag}: running" + (f" on {dist.world_size()} processes" if stage in DISTRIBUTED_STAGES
+                print(f"{tag}: running" + (f" on {dist.world_size()} processes" if distributed
                                            and dist.is_distributed() else ""), flush=True)
             start = time.perf_counter()
             outputs = _stage_fn(stage)(rd)

@@ -12,7 +12,7 @@ import torch
 import torch.nn as nn
 from torch.utils.data import DataLoader
 
-from edgekd import distributed as dist
+from edgekd.utils import distributed as dist
 from edgekd.distill.kd import KDSetup, build_kd, check_teacher_compatible
 from edgekd.models import build_model, model_accepts
 from edgekd.models.complexity import count_params
@@ -24,17 +24,7 @@ from edgekd.train.loop import FitOptions, ResumeSpec, cross_entropy_loss, evalua
 from edgekd.train.precision import PrecisionChoice, choose_precision
 from edgekd.utils.atomic import atomic_path
 from edgekd.utils.hashing import stable_hash
-from edgekd.utils.rng import deterministic_mode
-
-
-def seed_everything(seed: int) -> None:
-    import random
-
-    import numpy as np
-
-    random.seed(seed)
-    np.random.seed(seed)
-    torch.manual_seed(seed)
+from edgekd.utils.rng import deterministic_mode, seed_everything
 
 
 def _config_for(rd: RunDir, role: str) -> TrainConfig:
@@ -127,6 +117,21 @@ def run_train(rd: RunDir, role: str) -> dict[str, Any]:
 
 
 CACHE_FILE = "teacher_cache.pt"
+
+
+def run_teacher(rd: RunDir) -> dict[str, Any]:
+    """Stage entry (see the stage table): the teacher."""
+    return run_train(rd, "teacher")
+
+
+def run_student_scratch(rd: RunDir) -> dict[str, Any]:
+    """Stage entry: the student with cross-entropy only."""
+    return run_train(rd, "student_scratch")
+
+
+def run_student_kd(rd: RunDir) -> dict[str, Any]:
+    """Stage entry: the student distilled from the teacher."""
+    return run_train(rd, "student_kd")
 
 
 def _loader(ctx: DataContext, subset: str, batch_size: int, modality: str) -> DataLoader:

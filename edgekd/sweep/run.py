@@ -1,7 +1,7 @@
-"""Sweeps: run every combination of a recipe's ``sweep.grid`` and summarise them in one table.
+"""Running a sweep: every variant (``edgekd.sweep.plan``) in ``runs/<name>/sweep/<variant>/``,
+one at a time or several in parallel processes, then the summary table (``edgekd.sweep.report``).
 
-Each variant is an ordinary recipe (the base recipe with the grid values set, ``sweep`` emptied)
-that runs into ``runs/<name>/sweep/<variant>/``. Variants share work through the stage reuse keys
+Each variant is an ordinary recipe (the base recipe with the grid values set, ``sweep`` emptied). Variants share work through the stage reuse keys
 (``RunDir.key``): before a stage runs, a finished stage with the same key in another variant is
 copied in (large files hard-linked) instead. The key covers the recipe sections the stage reads and
 its upstream stages' keys and artifacts, so a temperature sweep trains each seed's teacher and
@@ -16,142 +16,25 @@ to in place when a stage re-runs).
 from __future__ import annotations
 
 import contextlib
-import copy
 import fcntl
-import itertools
 import json
 import multiprocessing
 import os
-import re
 import shutil
 import time
 import traceback
 from collections.abc import Iterator
 from concurrent.futures import FIRST_COMPLETED, Future, ProcessPoolExecutor, wait
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from edgekd.recipe import Recipe, RecipeError, parse_recipe
+from edgekd.recipe import Recipe
+from edgekd.sweep.plan import Variant, plan_sweep, sweep_root
+from edgekd.sweep.report import write_summary
 from edgekd.utils.atomic import atomic_dir, write_json
 from edgekd.utils.cpu_clock import CpuClock
-from edgekd.utils.hashing import stable_hash
 
 COPIED_SUFFIXES = {".json", ".jsonl", ".txt", ".md", ".csv", ".yaml", ".log"}  # copied; other files hard-linked
-
-
-@dataclass(frozen=True)
-class Variant:
-    """One grid point: its folder name, the values it sets (grid order) and its recipe."""
-
-    slug: str
-    overrides: dict[str, Any]
-    recipe: Recipe
-
-    @property
-    def config(self) -> dict[str, Any]:
-        """The overrides other than ``seed``: what identifies a row of the summary table."""
-        return {k: v for k, v in self.overrides.items() if k != "seed"}
-
-
-def expand_grid(grid: dict[str, tuple[Any, ...] | list[Any]],
-                exclude: tuple[dict[str, Any], ...] | list[dict[str, Any]] = (),
-                points: tuple[dict[str, Any], ...] | list[dict[str, Any]] = ()) -> list[dict[str, Any]]:
-    """Each of ``points`` (explicit combinations; none: one empty point) crossed with the cartesian
-    product of the grid in key order (the last key varies fastest), minus every combination that
-    matches all the key/values of an ``exclude`` entry."""
-    keys = list(grid)
-    combos = [{**p, **dict(zip(keys, values))} for p in (points or [{}])
-              for values in itertools.product(*(grid[k] for k in keys))]
-    return [c for c in combos if not any(all(c.get(k) == v for k, v in e.items()) for e in exclude)]
-
-
-def _slug_value(value: Any) -> str:
-    if isinstance(value, (list, tuple)):
-        return "x".join(_slug_value(v) for v in value)
-    if isinstance(value, float) and value.is_integer():
-        value = int(value)
-    return re.sub(r"[^A-Za-z0-9.+-]+", "-", str(value)).strip("-") or "none"
-
-
-def variant_slug(overrides: dict[str, Any]) -> str:
-    """Folder name of a variant, e.g. ``distill.temperature-5_seed-0`` (long names are shortened
-    and made unique with a hash)."""
-    slug = "_".join(f"{k}-{_slug_value(v)}" for k, v in overrides.items()) or "base"
-    if len(slug) > 120:
-        slug = f"{slug[:100]}-{stable_hash(overrides)[:12]}"
-    return slug
-
-
-def set_dotted(data: dict[str, Any], key: str, value: Any) -> None:
-    """``data[a][b][c] = value`` for ``key = "a.b.c"``, creating sections as needed."""
-    node = data
-    parts = key.split(".")
-    for part in parts[:-1]:
-        node = node.setdefault(part, {})
-    node[parts[-1]] = copy.deepcopy(value)
-
-
-def sweep_root(recipe: Recipe) -> Path:
-    return Path(recipe.runs_dir) / recipe.name / "sweep"
-
-
-def _variant_data(recipe: Recipe, overrides: dict[str, Any], slug: str) -> dict[str, Any]:
-    data = recipe.to_dict()
-    data.pop("sweep")
-    for key, value in overrides.items():
-        set_dotted(data, key, value)
-    data["name"] = slug
-    data["runs_dir"] = str(sweep_root(recipe))
-    return data
-
-
-def _slugs(combos: list[dict[str, Any]]) -> list[str]:
-    slugs, seen = [], set()
-    for c in combos:
-        s = variant_slug(c)
-        while s in seen:  # two values that print alike (1 and "1") still get their own folders
-            s = f"{s}-{stable_hash(c)[:6]}"
-        seen.add(s)
-        slugs.append(s)
-    return slugs
-
-
-def variant_errors(recipe: Recipe, raw: Any = None) -> list[str]:
-    """Validate every variant recipe; each error names the variant. (``raw`` is unused: variants
-    are built from the validated base recipe, so defaults and overrides are already applied.)"""
-    combos = expand_grid(recipe.sweep.grid, recipe.sweep.exclude, recipe.sweep.points)
-    if not combos:
-        return ["sweep: sweep.exclude removes every combination of sweep.grid"]
-    errs: list[str] = []
-    for combo, slug in zip(combos, _slugs(combos)):
-        try:
-            v = parse_recipe(_variant_data(recipe, combo, slug), source=f"sweep variant {slug}")
-        except RecipeError as e:
-            errs += [f"sweep variant {slug}: {m}" for m in e.errors]
-            continue
-        errs += [f"sweep variant {slug}: {m}" for m in _mark_errors(recipe, v)]
-    return errs
-
-
-def _mark_errors(base: Recipe, v: Recipe) -> list[str]:
-    out = []
-    for mark, epoch in base.sweep.epoch_marks.items():
-        if epoch > v.student.epochs:
-            out.append(f"sweep.epoch_marks.{mark}: epoch {epoch} is past student.epochs ({v.student.epochs})")
-    return out
-
-
-def plan_sweep(recipe: Recipe) -> list[Variant]:
-    """Every variant of ``recipe.sweep.grid``, validated (RecipeError lists every bad variant)."""
-    if not recipe.sweep.swept_keys:
-        raise ValueError(f"recipe {recipe.name!r} has no sweep.grid or sweep.points")
-    errs = variant_errors(recipe)
-    if errs:
-        raise RecipeError(errs, f"sweep of {recipe.name}")
-    combos = expand_grid(recipe.sweep.grid, recipe.sweep.exclude, recipe.sweep.points)
-    return [Variant(slug, combo, parse_recipe(_variant_data(recipe, combo, slug), source=f"sweep variant {slug}"))
-            for combo, slug in zip(combos, _slugs(combos))]
 
 
 # ----------------------------------------------------------------------------- stage sharing
@@ -241,8 +124,6 @@ def run_sweep(recipe: Recipe, *, force: bool = False, keep_going: bool = True, j
 
     A variant that fails is recorded (and the sweep goes on when ``keep_going``); the summary then
     covers the variants that finished. Returns the summary."""
-    from edgekd.sweep_report import write_summary
-
     if jobs < 1:
         raise ValueError(f"jobs must be >= 1, got {jobs}")
     variants = plan_sweep(recipe)
@@ -274,7 +155,9 @@ def run_sweep(recipe: Recipe, *, force: bool = False, keep_going: bool = True, j
 
 
 def _run_variant(v: Variant, stages: list[str], pool: StagePool, force: bool) -> str:
-    """Run one variant's stages; ``"done"`` or ``"failed: <error>"`` (errors are kept, not raised)."""
+    """Run one variant's stages; ``"done"`` or ``"failed: <error>"`` (errors are kept, not raised).
+    The runner is imported here, in the process that runs the variant: the parent of parallel
+    workers stays free of torch/OpenVINO thread pools (see DEVELOPERS.md on forking)."""
     from edgekd.stages.runner import run_pipeline
 
     try:
