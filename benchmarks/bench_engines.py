@@ -62,7 +62,7 @@ class Artifacts:
 
 def _input_shape() -> tuple[int, int, int, int]:
     if RUN_DIR:
-        from edgekd.recipe import load_recipe
+        from edgekd.stages.validate import load_recipe
 
         d = load_recipe(Path(RUN_DIR) / "recipe.yaml").data
         return (3, d.clip_len, *d.crop)

@@ -156,7 +156,7 @@ def main() -> int:
 
     tmp = Path(tempfile.mkdtemp(prefix="edgekd_crosscheck_"))
     if args.run:
-        from edgekd.recipe import load_recipe
+        from edgekd.stages.validate import load_recipe
 
         d = load_recipe(args.run / "recipe.yaml").data
         shape = (3, d.clip_len, *d.crop)
