@@ -8,6 +8,7 @@ import pytest
 import torch
 
 from edgekd.distill.kd import build_kd, check_teacher_compatible
+from edgekd.distill.losses import resolve
 from edgekd.models import build_model
 from edgekd.recipe import DistillConfig, RecipeError
 from edgekd.stages.validate import parse_recipe
@@ -34,18 +35,21 @@ def test_flow_teacher_is_accepted_for_an_rgb_student_only_when_frames_agree():
 
 
 def test_recipe_distill_keys_are_range_checked_with_their_paths():
-    r = parse_recipe({"name": "x", "distill": {"method": "hu", "lambda1": 10, "tau": 2}, "teacher": {"modality": "flow"},
-                      "data": {"flow": "farneback"}})
-    assert r.distill.method == "hu" and r.distill.lambda1 == 10.0 and r.teacher.modality == "flow"
-    assert (r.distill.tau, r.distill.lambda2, r.distill.cache, r.distill.teacher_backend) == (2.0, 200.0, "memory", "pytorch")
+    r = parse_recipe({"name": "x", "distill": {"method": "hu", "hu": {"lambda1": 10}, "camarena": {"tau": 2}},
+                      "teacher": {"modality": "flow"}, "data": {"flow": "farneback"}})
+    loss, params = resolve(r.distill)
+    assert loss.name == "feature_mse_kl" and params.lambda1 == 10.0 and params.lambda2 == 200.0
+    assert r.teacher.modality == "flow" and (r.distill.cache, r.distill.teacher_backend) == ("memory", "pytorch")
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"method": "hinton", "tau": 0, "lambda2": -1, "teacher_backend": "onnx"}})
+        parse_recipe({"name": "x", "distill": {"method": "hinton", "camarena": {"tau": 0}, "teacher_backend": "onnx"}})
     msg = str(e.value)
-    assert "distill.method: 'hinton' is not one of" in msg and "distill.teacher_backend" in msg
+    assert "distill.method: unknown KD loss 'hinton'" in msg and "distill.teacher_backend" in msg
+    assert "distill.camarena.tau: must be > 0, got 0" in msg
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"tau": 0, "lambda2": -1}, "student": {"modality": "flow"}})
+        parse_recipe({"name": "x", "distill": {"camarena": {"tau": 0}, "hu": {"lambda2": -1}},
+                      "student": {"modality": "flow"}})
     msg = str(e.value)
-    assert "distill.tau: must be > 0, got 0" in msg and "distill.lambda2: must be >= 0, got -1" in msg
+    assert "distill.camarena.tau: must be > 0, got 0" in msg and "distill.hu.lambda2: must be >= 0, got -1" in msg
     assert "student.modality: a 'flow' student needs a 'flow' teacher" in msg
     assert "student.modality: 'flow' needs optical flow from the data stage; set data.flow" in msg
 
@@ -60,7 +64,7 @@ def test_flow_teacher_reads_extras_flow_while_the_student_sees_rgb():
     rgb, flow, y = torch.randn(2, 3, *shape), torch.randn(2, 2, *shape), torch.tensor([0, 2])
     logits = student(rgb)
     loss = kd.loss_fn(logits, y, rgb, {"flow": flow})
-    from edgekd.train.losses import camarena_kd_loss
+    from edgekd.distill.losses.kl_tau2 import camarena_kd_loss
 
     with torch.no_grad():
         want = camarena_kd_loss(logits, teacher.eval()(flow), y)

@@ -5,11 +5,11 @@ import torch
 import torch.nn as nn
 
 from edgekd.distill.kd import build_kd
+from edgekd.distill.losses.feature_mse_kl import hu_kd_loss
 from edgekd.distill.projection import feature_projection
 from edgekd.distill.taps import FeatureTap, default_feature_path, parse_tap
 from edgekd.models import build_model
 from edgekd.recipe import DistillConfig
-from edgekd.train.losses import hu_kd_loss
 
 SHAPE = (3, 4, 16, 16)
 

@@ -1,6 +1,7 @@
-"""Assemble the distillation loss a recipe asks for: teacher runner (+ cache), feature taps and
-projection for Hu's loss, and the input the teacher sees (the student's clips, or the aligned
-flow clips of ``extras`` for a flow teacher and an RGB student)."""
+"""Assemble the distillation loss a recipe asks for: the registered loss (``edgekd.distill.losses``)
+with its parameters, the teacher runner (+ cache), feature taps and projection for losses on
+features, and the input the teacher sees (the student's clips, or the aligned flow clips of
+``extras`` for a flow teacher and an RGB student)."""
 
 from __future__ import annotations
 
@@ -11,14 +12,14 @@ from typing import Any
 import torch
 import torch.nn as nn
 
-from edgekd.utils import distributed as dist
 from edgekd.distill.cache import CachedTeacher
+from edgekd.distill.losses import combine, resolve
 from edgekd.distill.projection import feature_projection
 from edgekd.distill.taps import FeatureTap, default_feature_path
 from edgekd.distill.teacher import Teacher, TeacherOutput, make_teacher
 from edgekd.recipe import DistillConfig
 from edgekd.train.loop import LossFn
-from edgekd.train.losses import camarena_kd_loss, hu_kd_loss, ullah_kd_loss
+from edgekd.utils import distributed as dist
 
 # keys of an input spec that describe which pixels a clip holds; a flow teacher and an RGB student
 # must agree on these even though their normalisation and channel count differ
@@ -49,9 +50,10 @@ class KDSetup:
     teacher: CachedTeacher
     projection: nn.Module | None = None
     extra_modules: list[nn.Module] = field(default_factory=list)
+    loss: str = ""  # the registered loss's mechanism name
 
     def describe(self) -> dict[str, Any]:
-        return {"teacher": self.teacher.teacher.describe(), "cache": self.teacher.stats(),
+        return {"loss": self.loss, "teacher": self.teacher.teacher.describe(), "cache": self.teacher.stats(),
                 "projection": None if self.projection is None else type(self.projection).__name__}
 
 
@@ -68,18 +70,29 @@ def build_kd(
     fingerprint: str = "",
     teacher_calibration: Any = None,
 ) -> KDSetup:
-    """The KD loss of ``cfg.method`` for ``student`` against the frozen ``teacher_model``.
+    """The KD loss ``cfg.method`` selects (from the KD-loss registry) for ``student`` against the
+    frozen ``teacher_model``, with its parameters from the recipe block ``distill.<method>``.
 
     ``teacher_input`` is ``"clips"`` (the teacher sees the student's batch) or the ``extras`` key
     holding the teacher's input (``"flow"``). ``fingerprint`` identifies the teacher's outputs for
-    a persisted cache.
+    a persisted cache. A loss that needs features (``features=True`` in its registration) gets the
+    teacher's and the student's tapped by module path (the parameters ``teacher_features`` /
+    ``student_features``, else each model's ``feature_path``), the student's projected to the
+    teacher's width by a learned projection trained with the student.
     """
-    feature_kd = cfg.method == "hu"
-    t_tap = (cfg.teacher_features or default_feature_path(teacher_model)) if feature_kd else None
+    loss, params = resolve(cfg)
+    t_tap = s_tap = None
+    if loss.features:
+        t_tap = getattr(params, "teacher_features", None) or default_feature_path(teacher_model)
     runner: Teacher = make_teacher(cfg.teacher_backend, teacher_model, input_shape=teacher_input_shape,
                                    feature_tap=t_tap, precision=precision, channels_last=channels_last,
                                    device=dist.device(), calibration=teacher_calibration)
     teacher = CachedTeacher(runner, fingerprint=fingerprint)
+    proj: nn.Module | None = None
+    if loss.features:
+        s_tap = FeatureTap(student, getattr(params, "student_features", None) or default_feature_path(student))
+        assert runner.feature_dim is not None
+        proj = feature_projection(_feature_dim(student, s_tap, student_input_shape), runner.feature_dim)
 
     def teacher_out(clips: torch.Tensor, extras: dict[str, Any]) -> TeacherOutput:
         if teacher_input == "clips":
@@ -94,32 +107,14 @@ def build_kd(
         return TeacherOutput(out.logits.to(clips.device),
                              None if out.features is None else out.features.to(clips.device))
 
-    if cfg.method == "ullah":
-        def loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-            t = teacher_out(clips, extras)
-            return ullah_kd_loss(logits, t.logits, labels, alpha=cfg.alpha, temperature=cfg.temperature)
-        return KDSetup(loss, teacher)
-    if cfg.method == "camarena":
-        def loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
-            t = teacher_out(clips, extras)
-            return camarena_kd_loss(logits, t.logits, labels, weight=cfg.weight, tau=cfg.tau)
-        return KDSetup(loss, teacher)
-    if cfg.method != "hu":
-        raise ValueError(f"unknown distill.method {cfg.method!r} (ullah, camarena, hu)")
-
-    s_tap = FeatureTap(student, cfg.student_features or default_feature_path(student))
-    s_dim = _feature_dim(student, s_tap, student_input_shape)
-    assert runner.feature_dim is not None
-    proj = feature_projection(s_dim, runner.feature_dim)
-
-    def hu_loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
+    def kd_loss(logits: torch.Tensor, labels: torch.Tensor, clips: torch.Tensor, extras: dict[str, Any]) -> torch.Tensor:
         t = teacher_out(clips, extras)
-        assert t.features is not None
-        f_s = proj(s_tap.pop().float())
-        return hu_kd_loss(logits, labels, f_s, t.features, lambda1=cfg.lambda1, lambda2=cfg.lambda2)
+        f_s = None if s_tap is None or proj is None else proj(s_tap.pop().float())
+        terms = loss.term(logits, t.logits, params, f_s, t.features)
+        return combine(terms, logits, labels)
 
-    extra = [proj] if any(True for _ in proj.parameters()) else []
-    return KDSetup(hu_loss, teacher, proj, extra)
+    extra = [proj] if proj is not None and any(True for _ in proj.parameters()) else []
+    return KDSetup(kd_loss, teacher, proj, extra, loss.name)
 
 
 @torch.no_grad()

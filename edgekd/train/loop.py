@@ -39,8 +39,8 @@ from torch.nn.parallel import DistributedDataParallel
 from torch.utils.data import DataLoader, DistributedSampler
 from tqdm import tqdm
 
-from edgekd.utils import distributed as dist
 from edgekd.train.perf import autocast, resolve_precision, to_memory_format
+from edgekd.utils import distributed as dist
 from edgekd.utils.atomic import atomic_path, write_text
 from edgekd.utils.rng import capture_rng_state, restore_rng_state
 
