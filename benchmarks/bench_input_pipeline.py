@@ -31,7 +31,6 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from edgekd.data.augment import AugmentParams
 from edgekd.data.cache import FrameCache
 from edgekd.data.clips import ClipDataset, ClipSpec, make_loader
 from edgekd.data.flow import compute_flow
@@ -139,7 +138,7 @@ def main() -> None:
         cold = len(ds) / (time.perf_counter() - start)
         rows = [("cold decode (workers 0)", cold)]
         for kind in ("none", "camarena"):
-            dsa = ClipDataset(split, "train", cache, spec, train=True, with_extras=True, augment=AugmentParams(kind=kind))
+            dsa = ClipDataset(split, "train", cache, spec, train=True, with_extras=True, augment=kind)
             for workers in (0, 1, 2):
                 rows.append((f"warm cache, augment {kind}, workers {workers}",
                              loader_rate(dsa, args.batch, workers, args.min_clips)))

@@ -13,16 +13,16 @@ def test_validate_ok_and_bad(tmp_path, capsys):
     assert main(["validate", str(REPO / "recipes" / "quickstart.yaml")]) == 0
     assert "OK" in capsys.readouterr().out
     bad = tmp_path / "bad.yaml"
-    bad.write_text("name: b\ndistill:\n  temprature: 3\nteacher:\n  modle: c3d_teacher\n")
+    bad.write_text("name: b\ndistill:\n  ullah:\n    temprature: 3\nteacher:\n  modle: c3d_teacher\n")
     assert main(["validate", str(bad)]) == 2
     err = capsys.readouterr().err
-    assert "distill.temprature: unknown key, did you mean distill.temperature?" in err
+    assert "distill.ullah.temprature: unknown key, did you mean distill.ullah.temperature?" in err
     assert "teacher.modle: unknown key, did you mean teacher.model?" in err
 
 
 def test_set_override_is_validated(capsys):
-    assert main(["validate", str(REPO / "recipes" / "tiny.yaml"), "--set", "distill.alpha=2"]) == 2
-    assert "distill.alpha: must be in [0, 1], got 2.0" in capsys.readouterr().err
+    assert main(["validate", str(REPO / "recipes" / "tiny.yaml"), "--set", "distill.ullah.alpha=2"]) == 2
+    assert "distill.ullah.alpha: must be in [0, 1], got 2.0" in capsys.readouterr().err
 
 
 def test_missing_recipe_is_named(tmp_path, capsys):

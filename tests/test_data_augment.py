@@ -18,7 +18,7 @@ from edgekd.data.augment import (
 )
 from edgekd.data.flow import flow_from_uint8
 
-CAMARENA = AugmentParams(kind="camarena")
+CAMARENA = {"kind": "camarena", "params": AugmentParams()}
 
 
 def textured_clip(t: int = 4, h: int = 20, w: int = 24, seed: int = 0) -> np.ndarray:
@@ -30,7 +30,7 @@ def jitter(order: tuple[int, ...], b: float = 1.0, c: float = 1.0, s: float = 1.
 
 
 def test_draw_is_a_function_of_the_seed() -> None:
-    kw = {"n_frames": 50, "height": 40, "width": 50, "span": 16, "crop": (32, 32), "hflip": True, "params": CAMARENA}
+    kw = {"n_frames": 50, "height": 40, "width": 50, "span": 16, "crop": (32, 32), "hflip": True, **CAMARENA}
     a = [draw_clip(np.random.default_rng([7, i, 1]), **kw) for i in range(20)]
     b = [draw_clip(np.random.default_rng([7, i, 1]), **kw) for i in range(20)]
     assert a == b
@@ -39,7 +39,7 @@ def test_draw_is_a_function_of_the_seed() -> None:
 
 def test_draw_probabilities_and_ranges() -> None:
     rng = np.random.default_rng(0)
-    draws = [draw_clip(rng, n_frames=30, height=40, width=40, span=16, crop=(32, 32), hflip=True, params=CAMARENA)
+    draws = [draw_clip(rng, n_frames=30, height=40, width=40, span=16, crop=(32, 32), hflip=True, **CAMARENA)
              for _ in range(4000)]
     frac = lambda pred: sum(map(pred, draws)) / len(draws)
     assert abs(frac(lambda d: d.jitter is not None) - 0.8) < 0.03
@@ -55,7 +55,7 @@ def test_draw_probabilities_and_ranges() -> None:
         if d.blur_sigma is not None:
             assert 0.1 <= d.blur_sigma <= 2.0
     plain = draw_clip(np.random.default_rng(0), n_frames=30, height=40, width=40, span=16, crop=(32, 32),
-                      hflip=False, params=AugmentParams(kind="hu"))
+                      hflip=False, kind="hu")
     assert not plain.flip and plain.jitter is None and not plain.grayscale and plain.blur_sigma is None
 
 
@@ -64,7 +64,7 @@ def test_same_parameters_on_every_frame() -> None:
     clip = np.stack([frame] * 5)
     rng = np.random.default_rng(3)
     for _ in range(30):
-        d = draw_clip(rng, n_frames=5, height=20, width=24, span=5, crop=(20, 24), hflip=False, params=CAMARENA)
+        d = draw_clip(rng, n_frames=5, height=20, width=24, span=5, crop=(20, 24), hflip=False, **CAMARENA)
         out = apply_photometric(clip, d)
         assert out.dtype == np.uint8 and out.shape == clip.shape
         assert all(np.array_equal(out[0], out[k]) for k in range(1, 5))
@@ -137,4 +137,5 @@ def test_normalization_presets() -> None:
     assert (200 / 255 - hu["rgb_mean"][0]) / hu["rgb_std"][0] == pytest.approx(200 - 114.7748)
     assert (0 / 255 - hu["flow_mean"][0]) / hu["flow_std"][0] == pytest.approx(-127.5)
     with pytest.raises(ValueError, match="augment kind"):
-        AugmentParams(kind="simclr")
+        draw_clip(np.random.default_rng(0), n_frames=8, height=8, width=8, span=4, crop=(8, 8), hflip=False,
+                  kind="simclr")

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.data.augment import AugmentParams, draw_clip
+from edgekd.data.augment import draw_clip
 from edgekd.data.cache import FrameCache
 from edgekd.data.clips import ClipDataset, ClipSpec, frame_indices
 from edgekd.data.decode import VideoDecodeError
@@ -94,7 +94,7 @@ def test_train_flow_aligned_with_rgb(tmp_path: Path) -> None:
         rgb, label, extras = ds[1]
         i, v = extras["clip_key"].tolist()
         d = draw_clip(np.random.default_rng([5, i, v]), n_frames=10, height=H, width=W, span=spec.span,
-                      crop=spec.crop, hflip=True, params=AugmentParams())
+                      crop=spec.crop, hflip=True)
         idx = frame_indices(10, d.start, spec)
         src_rgb = frames.get(split.path(items[1]))[idx, d.y : d.y + 24, d.x : d.x + 24]
         src_flow = flow_cache.get(split.path(items[1]))[idx, d.y : d.y + 24, d.x : d.x + 24].astype(np.float32)

@@ -26,10 +26,10 @@ def test_defaults_follow_the_paper():
 
 def test_unknown_keys_are_named_with_suggestion_and_all_reported():
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"temprature": 3}, "data": {"crop": [1, 2, 3], "source": "ucf10"},
+        parse_recipe({"name": "x", "distill": {"ullah": {"temprature": 3}}, "data": {"crop": [1, 2, 3], "source": "ucf10"},
                       "teacher": {"epochs": "ten"}, "benchh": {}})
     msg = str(e.value)
-    assert "distill.temprature: unknown key, did you mean distill.temperature?" in msg
+    assert "distill.ullah.temprature: unknown key, did you mean distill.ullah.temperature?" in msg
     assert "data.crop: expected 2 values" in msg
     assert "data.source: 'ucf10' is not one of" in msg and "did you mean 'ucf101'" in msg
     assert "teacher.epochs: expected an integer, got 'ten'" in msg
@@ -39,10 +39,10 @@ def test_unknown_keys_are_named_with_suggestion_and_all_reported():
 
 def test_range_checks_name_field_and_value():
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"alpha": 1.5, "temperature": 0}, "data": {"crop": [200, 200]}})
+        parse_recipe({"name": "x", "distill": {"ullah": {"alpha": 1.5, "temperature": 0}}, "data": {"crop": [200, 200]}})
     msg = str(e.value)
-    assert "distill.alpha: must be in [0, 1], got 1.5" in msg
-    assert "distill.temperature: must be > 0, got 0.0" in msg
+    assert "distill.ullah.alpha: must be in [0, 1], got 1.5" in msg
+    assert "distill.ullah.temperature: must be > 0, got 0.0" in msg
     assert "data.crop [200, 200] must fit inside data.resize [128, 171]" in msg
 
 
@@ -55,16 +55,16 @@ def test_missing_name_and_root():
 
 def test_overrides_are_typed_and_checked(tmp_path):
     p = tmp_path / "r.yaml"
-    p.write_text("name: r\ndistill:\n  temperature: 10\n")
-    r = load_recipe(p, ["distill.temperature=5", "data.crop=[56, 56]", "data.resize=[64, 85]"])
-    assert r.distill.temperature == 5.0 and r.data.crop == (56, 56)
-    with pytest.raises(RecipeError, match="distill.tmperature: unknown key, did you mean distill.temperature"):
-        load_recipe(p, ["distill.tmperature=4"])
+    p.write_text("name: r\ndistill:\n  ullah:\n    temperature: 10\n")
+    r = load_recipe(p, ["distill.ullah.temperature=5", "data.crop=[56, 56]", "data.resize=[64, 85]"])
+    assert r.distill.blocks["ullah"]["temperature"] == 5 and r.data.crop == (56, 56)
+    with pytest.raises(RecipeError, match="distill.ullah.tmperature: unknown key, did you mean distill.ullah.temperature"):
+        load_recipe(p, ["distill.ullah.tmperature=4"])
 
 
 def test_hash_changes_only_with_its_sections():
     a = parse_recipe({"name": "x"})
-    b = parse_recipe({"name": "x", "distill": {"temperature": 5}})
+    b = parse_recipe({"name": "x", "distill": {"ullah": {"temperature": 5}}})
     assert a.section_hash("teacher") == b.section_hash("teacher")
     assert a.section_hash("distill") != b.section_hash("distill")
 
@@ -80,17 +80,17 @@ def test_missing_file_and_bad_yaml(tmp_path):
 
 def test_the_issue_example_and_ranges_for_t_alpha_fraction():
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"temprature": 3}})
-    assert str(e.value).endswith("  - distill.temprature: unknown key, did you mean distill.temperature?")
+        parse_recipe({"name": "x", "distill": {"ullah": {"temprature": 3}}})
+    assert str(e.value).endswith("  - distill.ullah.temprature: unknown key, did you mean distill.ullah.temperature?")
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"temperature": -1, "alpha": -0.1}, "data": {"fraction": 0}})
+        parse_recipe({"name": "x", "distill": {"ullah": {"temperature": -1, "alpha": -0.1}}, "data": {"fraction": 0}})
     assert set(e.value.errors) == {"data.fraction: must be a percentage in (0, 100], got 0.0",
-                                   "distill.temperature: must be > 0, got -1.0",
-                                   "distill.alpha: must be in [0, 1], got -0.1"}  # all three at once
+                                   "distill.ullah.temperature: must be > 0, got -1.0",
+                                   "distill.ullah.alpha: must be in [0, 1], got -0.1"}  # all three at once
     with pytest.raises(RecipeError, match=r"data.fraction: must be a percentage in \(0, 100\], got 150.0"):
         parse_recipe({"name": "x", "data": {"fraction": 150}})
-    ok = parse_recipe({"name": "x", "distill": {"alpha": 0, "temperature": 0.5}, "data": {"fraction": 100}})
-    assert ok.distill.alpha == 0.0 and ok.data.fraction == 100.0
+    ok = parse_recipe({"name": "x", "distill": {"ullah": {"alpha": 0, "temperature": 0.5}}, "data": {"fraction": 100}})
+    assert ok.distill.blocks["ullah"] == {"alpha": 0, "temperature": 0.5} and ok.data.fraction == 100.0
 
 
 def test_reliability_keys_are_typed():
@@ -107,8 +107,8 @@ def test_teacher_checkpoint_with_other_classes_or_inputs_is_refused_showing_both
 
     import torch.nn as nn
 
+    from edgekd.stages.distill_stage import _kd_setup
     from edgekd.stages.rundir import RunDir
-    from edgekd.stages.train_stage import _kd_setup
     from edgekd.train.checkpoint import save_checkpoint
 
     rd = RunDir(parse_recipe({"name": "x", "runs_dir": str(tmp_path)}))

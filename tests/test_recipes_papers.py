@@ -9,6 +9,7 @@ from pathlib import Path
 import pytest
 
 from edgekd.cli import main
+from edgekd.distill.losses import resolve
 from edgekd.stages.validate import load_recipe
 from edgekd.sweep import plan_sweep
 
@@ -54,7 +55,7 @@ def test_ullah_recipes_sweep_the_papers_temperatures(path: Path) -> None:
     assert r.data.source != "synthetic" and (r.data.clip_len, r.data.crop) == (16, (112, 112))
     assert (r.teacher.model, r.student.model, r.distill.method) == ("c3d_teacher", "c3d_student", "ullah")
     assert (r.teacher.lr, r.student.lr, r.student.epochs) == (1e-4, 1e-4, 100)
-    assert r.sweep.grid["distill.temperature"] == (1, 5, 10, 15, 20) and r.sweep.table == "ullah"
+    assert r.sweep.grid["distill.ullah.temperature"] == (1, 5, 10, 15, 20) and r.sweep.table == "ullah"
 
 
 def test_camarena_recipes_cross_teachers_students_and_fractions() -> None:
@@ -63,7 +64,7 @@ def test_camarena_recipes_cross_teachers_students_and_fractions() -> None:
     archs = {"c3d_teacher", "r3d_18", "r2plus1d_18"}
     assert pairs == {(t, s) for t in archs for s in archs if t != s}  # Camarena Table 2
     assert full.pretrain.enabled and full.pretrain.contrastive_weight == 0.5
-    assert (full.distill.method, full.distill.tau) == ("camarena", 4.0)
+    assert (full.distill.method, resolve(full.distill)[1].tau) == ("camarena", 4.0)
     assert dict(full.sweep.epoch_marks) == {"early": 50, "mid": 150, "late": 200} and full.student.epochs == 200
     low = load_recipe(RECIPES / "papers" / "camarena_ucf101_fractions.yaml")
     assert low.sweep.grid["data.fraction"] == (2, 25, 50)
@@ -74,9 +75,11 @@ def test_hu_recipes_flow_teacher_rgb_student_and_lambda_pairs() -> None:
     imrs = load_recipe(RECIPES / "papers" / "hu_imrs_ucf101.yaml")
     assert (imrs.teacher.modality, imrs.student.modality, imrs.data.flow) == ("flow", "rgb", "tvl1")
     assert imrs.teacher.model == imrs.student.model == "resnext3d_101_ce"
-    assert (imrs.distill.method, imrs.distill.lambda1, imrs.distill.lambda2) == ("hu", 50, 200)
+    params = resolve(imrs.distill)[1]
+    assert (imrs.distill.method, params.lambda1, params.lambda2) == ("hu", 50, 200)
     lam = load_recipe(RECIPES / "papers" / "hu_table4_lambdas.yaml")
-    got = [(v.recipe.distill.lambda1, v.recipe.distill.lambda2) for v in plan_sweep(lam) if v.recipe.seed == 0]
+    got = [(resolve(v.recipe.distill)[1].lambda1, resolve(v.recipe.distill)[1].lambda2)
+           for v in plan_sweep(lam) if v.recipe.seed == 0]
     assert got == [(1, 1), (10, 10), (50, 50), (50, 100), (50, 200), (50, 300)]  # Hu Table 4
     exc = load_recipe(RECIPES / "papers" / "hu_table3_excitation.yaml")
     assert exc.sweep.grid["student.model"] == ("resnext3d_101", "resnext3d_101_se", "resnext3d_101_ce")

@@ -9,11 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.stages.validate import parse_recipe
 from edgekd.stages import runner
 from edgekd.stages.rundir import RESUME_FILE, RunDir
 from edgekd.stages.table import STAGE_NAMES as STAGES
 from edgekd.stages.table import get_stage
+from edgekd.stages.validate import parse_recipe
 
 
 def _downstream(stage: str) -> set[str]:
@@ -94,7 +94,7 @@ def test_deleted_artifact_and_changed_section_rerun(tmp_path, fake_stages):
     # keys follow content: the re-made file is byte-identical, so the stages after export are reused
     assert fake_stages == ["export"]
     fake_stages.clear()
-    runner.run_pipeline(_recipe(tmp_path, distill={"temperature": 4}))
+    runner.run_pipeline(_recipe(tmp_path, distill={"ullah": {"temperature": 4}}))
     assert set(fake_stages) == {"student_kd"} | _downstream("student_kd")
 
 
@@ -114,3 +114,45 @@ def test_external_weights_file_is_an_input(tmp_path, fake_stages):
     fake_stages.clear()
     runner.run_pipeline(_recipe(tmp_path, teacher={"pretrained": str(weights)}))
     assert "teacher" in fake_stages and "student_scratch" not in fake_stages
+
+
+def test_edited_stage_code_reruns_it_and_its_consumers_and_the_log_says_why(tmp_path, fake_stages, monkeypatch,
+                                                                             capsys):
+    from edgekd.stages import rundir
+
+    runner.run_pipeline(_recipe(tmp_path))
+    real = rundir.code_fingerprint
+
+    def edited(module: str) -> dict:
+        fp = dict(real(module))
+        if "edgekd/distill/losses/soft_ce.py" in fp:  # the code of the KD student (and nothing upstream of it)
+            fp["edgekd/distill/losses/soft_ce.py"] = "edited"
+        return fp
+
+    monkeypatch.setattr(rundir, "code_fingerprint", edited)
+    fake_stages.clear()
+    capsys.readouterr()
+    runner.run_pipeline(_recipe(tmp_path))
+    assert set(fake_stages) == {"student_kd"} | _downstream("student_kd")
+    out = capsys.readouterr().out
+    assert "student_kd: running (code changed: edgekd/distill/losses/soft_ce.py)" in out
+    assert "teacher: reused" in out and "export: running (upstream stage student_kd changed)" in out
+
+
+def test_code_fingerprint_follows_code_not_comments(tmp_path):
+    from edgekd.stages.codehash import _code_hash, code_fingerprint
+
+    a = tmp_path / "a.py"
+    a.write_text('"""Docs."""\n\ndef f(x):\n    """More docs."""\n    return x + 1  # a comment\n')
+    h = _code_hash(a)
+    a.write_text('"""Other docs."""\n\n\ndef f(x):\n    return x + 1\n')
+    assert _code_hash(a) == h  # docstrings, comments and blank lines do not count
+    a.write_text('def f(x):\n    return x + 2\n')
+    assert _code_hash(a) != h
+    teacher = code_fingerprint("edgekd.stages.train_stage")
+    kd = code_fingerprint("edgekd.stages.distill_stage")
+    assert "edgekd/train/loop.py" in teacher and "edgekd/models/c3d.py" in teacher
+    assert not any(f.startswith("edgekd/distill/") for f in teacher)  # a KD edit does not retrain the teacher
+    # the loss registry imports its modules at run time: importing the package counts them all
+    assert {"edgekd/distill/losses/soft_ce.py", "edgekd/distill/losses/kl_tau2.py"} <= set(kd)
+    assert not any(f in teacher for f in ("edgekd/stages/table.py", "edgekd/stages/rundir.py", "edgekd/recipe.py"))

@@ -12,10 +12,9 @@ from typing import Any
 
 import pytest
 
-from edgekd.recipe import RecipeError
-from edgekd.stages.validate import parse_recipe
+from edgekd.recipe import RecipeError, expand_grid, variant_slug
 from edgekd.stages import runner
-from edgekd.recipe import expand_grid, variant_slug
+from edgekd.stages.validate import parse_recipe
 from edgekd.sweep import plan_sweep, run_sweep, sweep_root
 from edgekd.utils.stats import Stat, mean_ci, t_cdf, t_quantile
 
@@ -62,8 +61,8 @@ def test_grid_expansion_order_exclusion_and_slugs() -> None:
                          exclude=[{"teacher.model": "a", "student.model": "a"}, {"teacher.model": "b", "student.model": "b"}])
     assert [(c["teacher.model"], c["student.model"], c["seed"]) for c in combos] == [
         ("a", "b", 0), ("a", "b", 1), ("b", "a", 0), ("b", "a", 1)]
-    assert len(expand_grid({"distill.temperature": [1, 5, 10, 15, 20], "seed": [0, 1, 2]})) == 15
-    assert variant_slug({"distill.temperature": 5.0, "seed": 0}) == "distill.temperature-5_seed-0"
+    assert len(expand_grid({"distill.ullah.temperature": [1, 5, 10, 15, 20], "seed": [0, 1, 2]})) == 15
+    assert variant_slug({"distill.ullah.temperature": 5.0, "seed": 0}) == "distill.ullah.temperature-5_seed-0"
     assert variant_slug({"data.crop": [32, 40]}) == "data.crop-32x40"
     assert "/" not in variant_slug({"data.root": "/a/b c"})
 
@@ -75,42 +74,53 @@ def _raw(tmp_path: Path, grid: dict[str, Any], **sweep: Any) -> dict[str, Any]:
 
 def test_unknown_swept_key_is_named_with_a_suggestion(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as e:
-        parse_recipe(_raw(tmp_path, {"distill.temprature": [1, 5], "studnet.model": ["c3d_student"],
+        parse_recipe(_raw(tmp_path, {"distil.ullah.temperature": [1, 5], "studnet.model": ["c3d_student"],
                                      "data.synthetic": [1], "name": ["x"], "seed": []}))
     msg = str(e.value)
-    assert "sweep.grid.distill.temprature: unknown recipe key 'distill.temprature'; did you mean distill.temperature?" in msg
+    assert "sweep.grid.distil.ullah.temperature: unknown recipe key 'distil.ullah.temperature'; did you mean distill?" in msg
     assert "did you mean student?" in msg
     assert "'data.synthetic' is a whole section" in msg
     assert "'name' cannot be swept" in msg
     assert "sweep.grid.seed: needs at least one value" in msg
+    # a key inside a KD loss's block is checked by the loss, in every variant
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(_raw(tmp_path, {"distill.ullah.temprature": [1, 5]}))
+    assert "sweep variant distill.ullah.temprature-1: distill.ullah.temprature: unknown key, did you mean " \
+           "distill.ullah.temperature?" in str(e.value)
 
 
 def test_every_variant_must_validate(tmp_path: Path) -> None:
     with pytest.raises(RecipeError) as e:
-        parse_recipe(_raw(tmp_path, {"distill.temperature": [0, 5], "distill.alpha": [0.5, 2]}))
+        parse_recipe(_raw(tmp_path, {"distill.ullah.temperature": [0, 5], "distill.ullah.alpha": [0.5, 2]}))
     msg = str(e.value)
-    assert "sweep variant distill.temperature-0_distill.alpha-0.5: distill.temperature: must be > 0, got 0.0" in msg
-    assert "sweep variant distill.temperature-5_distill.alpha-2: distill.alpha: must be in [0, 1], got 2.0" in msg
+    assert "sweep variant distill.ullah.temperature-0_distill.ullah.alpha-0.5: distill.ullah.temperature: must be > 0, got 0.0" in msg
+    assert "sweep variant distill.ullah.temperature-5_distill.ullah.alpha-2: distill.ullah.alpha: must be in [0, 1], got 2.0" in msg
     assert msg.count("sweep variant") == 4  # (0, 0.5): 1 error, (0, 2): 2, (5, 2): 1; (5, 0.5) is fine
     with pytest.raises(RecipeError, match="epoch 5 is past student.epochs"):
         parse_recipe(_raw(tmp_path, {"seed": [0]}, epoch_marks={"early": 1, "late": 5}))
-    with pytest.raises(RecipeError, match=r"sweep.exclude\[0\].seed: not a swept key \(distill.temperature\)"):
-        parse_recipe(_raw(tmp_path, {"distill.temperature": [1]}, exclude=[{"seed": 0}]))
+    with pytest.raises(RecipeError, match=r"sweep.exclude\[0\].seed: not a swept key \(distill.ullah.temperature\)"):
+        parse_recipe(_raw(tmp_path, {"distill.ullah.temperature": [1]}, exclude=[{"seed": 0}]))
 
 
 def test_variants_run_in_their_own_folders_with_the_values_set(tmp_path: Path) -> None:
-    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [1, 5], "seed": [0, 1]}))
+    r = parse_recipe(_raw(tmp_path, {"distill.ullah.temperature": [1, 5], "seed": [0, 1]}))
     variants = plan_sweep(r)
-    assert [v.slug for v in variants] == ["distill.temperature-1_seed-0", "distill.temperature-1_seed-1",
-                                          "distill.temperature-5_seed-0", "distill.temperature-5_seed-1"]
+    assert [v.slug for v in variants] == ["distill.ullah.temperature-1_seed-0", "distill.ullah.temperature-1_seed-1",
+                                          "distill.ullah.temperature-5_seed-0", "distill.ullah.temperature-5_seed-1"]
     v = variants[3]
-    assert (v.recipe.distill.temperature, v.recipe.seed) == (5.0, 1)
+    assert (_temperature(v.recipe), v.recipe.seed) == (5.0, 1)
     assert v.recipe.run_dir == tmp_path / "runs" / "sw" / "sweep" / v.slug
     assert not v.recipe.sweep.grid and v.recipe.student.epochs == 3
-    assert v.config == {"distill.temperature": 5}
+    assert v.config == {"distill.ullah.temperature": 5}
 
 
 # ----------------------------------------------------------------------------- sharing (stub stages)
+
+
+def _temperature(recipe: Any) -> float:
+    from edgekd.distill.losses import resolve
+
+    return resolve(recipe.distill)[1].temperature
 
 
 def _fake_acc(rd: Any, role: str) -> float:
@@ -118,7 +128,7 @@ def _fake_acc(rd: Any, role: str) -> float:
     r = rd.recipe
     base = {"teacher": 0.9, "student_scratch": 0.6, "student_kd": 0.7}[role] + 0.01 * r.seed
     if role == "student_kd":
-        base += 0.001 * r.distill.temperature
+        base += 0.001 * _temperature(r)
     return base
 
 
@@ -148,13 +158,13 @@ def stub_stages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
 
 
 def test_a_temperature_sweep_trains_each_teacher_once(tmp_path: Path, stub_stages: list) -> None:
-    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [1, 5], "seed": [0, 1, 2]}, table="ullah"))
+    r = parse_recipe(_raw(tmp_path, {"distill.ullah.temperature": [1, 5], "seed": [0, 1, 2]}, table="ullah"))
     summary = run_sweep(r)
     ran = [s for s, _ in stub_stages]
     assert ran.count("data") == 3 and ran.count("teacher") == 3 and ran.count("student_scratch") == 3
     assert ran.count("student_kd") == 6
     root = sweep_root(r)
-    a, b = root / "distill.temperature-1_seed-0", root / "distill.temperature-5_seed-0"
+    a, b = root / "distill.ullah.temperature-1_seed-0", root / "distill.ullah.temperature-5_seed-0"
     assert (a / "teacher" / "ckpt.pt").stat().st_ino == (b / "teacher" / "ckpt.pt").stat().st_ino  # hard link
     assert (b / "teacher" / "metrics.jsonl").stat().st_ino != (a / "teacher" / "metrics.jsonl").stat().st_ino  # copy
     assert json.loads((b / "teacher" / "stage.json").read_text())["key"] == \
@@ -195,7 +205,7 @@ def test_camarena_table_reads_accuracy_at_epoch_marks(tmp_path: Path, stub_stage
     first = summary["rows"][0]
     assert first[:5] == ["KD", "c3d_student", "c3d_teacher", "synthetic", "100"]
     # stub val curve: acc-0.2, acc-0.05 (+0.05 bump), acc; best-so-far at epochs 1, 2, 3
-    acc = [0.7 + 0.001 * 10 + 0.01 * s for s in (0, 1)]  # default distill.temperature 10
+    acc = [0.7 + 0.001 * 10 + 0.01 * s for s in (0, 1)]  # default temperature 10
     assert first[5]["values"] == pytest.approx([a - 0.2 for a in acc])
     assert first[6]["values"] == pytest.approx([a - 0.05 for a in acc])
     assert first[7]["values"] == pytest.approx(acc) and first[8]["values"] == pytest.approx(acc)
@@ -205,7 +215,7 @@ def test_camarena_table_reads_accuracy_at_epoch_marks(tmp_path: Path, stub_stage
 
 
 def test_hu_table_has_one_row_per_configuration_with_params(tmp_path: Path, stub_stages: list) -> None:
-    raw = _raw(tmp_path, {"distill.lambda1": [1, 50], "distill.lambda2": [200], "seed": [0, 1]}, table="hu",
+    raw = _raw(tmp_path, {"distill.hu.lambda1": [1, 50], "distill.hu.lambda2": [200], "seed": [0, 1]}, table="hu",
                stages=["data", "teacher", "student_kd"])
     summary = run_sweep(parse_recipe(raw))
     assert summary["columns"] == ["lambda1", "lambda2", "Teacher params (M)", "Teacher top-1 (%)",
@@ -217,16 +227,16 @@ def test_hu_table_has_one_row_per_configuration_with_params(tmp_path: Path, stub
 
 
 def test_points_give_paired_values_crossed_with_the_grid(tmp_path: Path) -> None:
-    pairs = [{"distill.lambda1": 1, "distill.lambda2": 1}, {"distill.lambda1": 50, "distill.lambda2": 200}]
+    pairs = [{"distill.hu.lambda1": 1, "distill.hu.lambda2": 1}, {"distill.hu.lambda1": 50, "distill.hu.lambda2": 200}]
     combos = expand_grid({"seed": [0, 1]}, points=pairs)
-    assert [(c["distill.lambda1"], c["distill.lambda2"], c["seed"]) for c in combos] == [
+    assert [(c["distill.hu.lambda1"], c["distill.hu.lambda2"], c["seed"]) for c in combos] == [
         (1, 1, 0), (1, 1, 1), (50, 200, 0), (50, 200, 1)]
     r = parse_recipe(_raw(tmp_path, {"seed": [0, 1]}, points=pairs))
-    assert r.sweep.swept_keys == ["distill.lambda1", "distill.lambda2", "seed"]
-    assert [v.slug for v in plan_sweep(r)][-1] == "distill.lambda1-50_distill.lambda2-200_seed-1"
+    assert r.sweep.swept_keys == ["distill.hu.lambda1", "distill.hu.lambda2", "seed"]
+    assert [v.slug for v in plan_sweep(r)][-1] == "distill.hu.lambda1-50_distill.hu.lambda2-200_seed-1"
     with pytest.raises(RecipeError) as e:
-        parse_recipe(_raw(tmp_path, {"seed": [0]}, points=[{"distill.lamda1": 1}, {"seed": 3}]))
-    assert "sweep.points[0].distill.lamda1: unknown recipe key 'distill.lamda1'; did you mean distill.lambda1?" in str(e.value)
+        parse_recipe(_raw(tmp_path, {"seed": [0]}, points=[{"distil.hu.lambda1": 1}, {"seed": 3}]))
+    assert "sweep.points[0].distil.hu.lambda1: unknown recipe key 'distil.hu.lambda1'; did you mean distill?" in str(e.value)
     assert "sweep.points[1].seed: 'seed' is also in sweep.grid" in str(e.value)
 
 
@@ -234,13 +244,13 @@ def test_cli_lists_variants_and_refuses_single_stage_commands_on_a_sweep(tmp_pat
     from edgekd.cli import main
 
     recipe = tmp_path / "s.yaml"
-    recipe.write_text(f"name: s\nruns_dir: {tmp_path / 'runs'}\nsweep:\n  grid:\n    distill.temperature: [1, 5]\n")
+    recipe.write_text(f"name: s\nruns_dir: {tmp_path / 'runs'}\nsweep:\n  grid:\n    distill.ullah.temperature: [1, 5]\n")
     assert main(["validate", str(recipe)]) == 0
     assert "a sweep of 2 variants" in capsys.readouterr().out
     assert main(["sweep", str(recipe), "--list"]) == 0
     out = capsys.readouterr().out.splitlines()
-    assert out == [f"distill.temperature-1: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.temperature-1'}",
-                   f"distill.temperature-5: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.temperature-5'}"]
+    assert out == [f"distill.ullah.temperature-1: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.ullah.temperature-1'}",
+                   f"distill.ullah.temperature-5: {tmp_path / 'runs' / 's' / 'sweep' / 'distill.ullah.temperature-5'}"]
     assert main(["distill", str(recipe)]) == 2
     assert "is a sweep" in capsys.readouterr().err
 
@@ -248,13 +258,13 @@ def test_cli_lists_variants_and_refuses_single_stage_commands_on_a_sweep(tmp_pat
 def test_the_summary_leaves_out_runs_that_are_stale_for_the_recipe(tmp_path: Path, stub_stages: list) -> None:
     from edgekd.sweep.report import write_summary
 
-    raw = _raw(tmp_path, {"distill.temperature": [1, 5]}, table="ullah")
+    raw = _raw(tmp_path, {"distill.ullah.temperature": [1, 5]}, table="ullah")
     run_sweep(parse_recipe(raw))
     raw["student"]["epochs"] = 4  # edited after the run: the students' results no longer describe it
     edited = parse_recipe(raw)
     summary = write_summary(edited, plan_sweep(edited))
     assert [row[0] for row in summary["rows"]] == ["Teacher"]
-    assert any("Not in the table (not run, failed, or stale for this recipe): distill.temperature-1/student_scratch"
+    assert any("Not in the table (not run, failed, or stale for this recipe): distill.ullah.temperature-1/student_scratch"
                in note for note in summary["notes"])
     timing = json.loads((sweep_root(edited) / "timing.json").read_text())
     assert timing["wall_s"] >= 0 and timing["process_cpu_s"] >= 0
@@ -269,17 +279,17 @@ def test_a_failing_variant_is_recorded_and_the_rest_still_run(tmp_path: Path, st
         fn = stub(stage)
 
         def run(rd: Any) -> dict[str, Any]:
-            if stage == "student_kd" and rd.recipe.distill.temperature == 5:
+            if stage == "student_kd" and _temperature(rd.recipe) == 5:
                 raise RuntimeError("boom")
             return fn(rd)
         return run
 
     monkeypatch.setattr(runner, "_stage_fn", flaky)
-    r = parse_recipe(_raw(tmp_path, {"distill.temperature": [5, 10]}, table="ullah"))
+    r = parse_recipe(_raw(tmp_path, {"distill.ullah.temperature": [5, 10]}, table="ullah"))
     summary = run_sweep(r)
-    assert summary["failed"] == ["distill.temperature-5"]
+    assert summary["failed"] == ["distill.ullah.temperature-5"]
     status = {v["slug"]: v["status"] for v in json.loads((sweep_root(r) / "variants.json").read_text())}
-    assert status == {"distill.temperature-5": "failed: RuntimeError: boom", "distill.temperature-10": "done"}
+    assert status == {"distill.ullah.temperature-5": "failed: RuntimeError: boom", "distill.ullah.temperature-10": "done"}
     assert [row[0] for row in summary["rows"]][-1] == "**Student-KD (T = 10)**"
 
 
@@ -335,7 +345,7 @@ def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
     raw = {"name": "par", "runs_dir": str(tmp_path / "runs"),
            "data": {"cache_dir": str(tmp_path / "cache"), "clip_len": 4, "resize": [24, 32], "crop": [16, 16],
                     "synthetic": {"classes": ["walk", "squat"], "per_class": 3, "num_frames": 8, "size": [64, 48]}},
-           "sweep": {"grid": {"distill.temperature": [1, 5]}, "stages": ["data"]}}
+           "sweep": {"grid": {"distill.ullah.temperature": [1, 5]}, "stages": ["data"]}}
     path = tmp_path / "par.yaml"
     path.write_text(yaml.safe_dump(raw))
     proc = subprocess.run([sys.executable, "-m", "edgekd.cli", "sweep", "--jobs", "2", str(path)],

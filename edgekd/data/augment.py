@@ -29,6 +29,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from edgekd.recipe import AUGMENT_KINDS, AugmentParams
+
 __all__ = [
     "ACTIVITYNET_MEAN",
     "AUGMENT_KINDS",
@@ -43,7 +45,6 @@ __all__ = [
     "normalization_for",
 ]
 
-AUGMENT_KINDS: tuple[str, ...] = ("none", "camarena", "hu")
 KINETICS_MEAN: tuple[float, float, float] = (0.43216, 0.394666, 0.37645)
 KINETICS_STD: tuple[float, float, float] = (0.22803, 0.22145, 0.216989)
 # ActivityNet RGB mean in 0..255 (Hara et al.'s 3D-ResNets, which Hu et al. follow).
@@ -51,37 +52,6 @@ ACTIVITYNET_MEAN: tuple[float, float, float] = (114.7748, 107.7354, 99.4750)
 _GRAY = np.array([0.299, 0.587, 0.114], np.float32)  # ITU-R 601 luma, as torchvision's rgb_to_grayscale
 _RGB2YIQ = np.array([[0.299, 0.587, 0.114], [0.596, -0.274, -0.322], [0.211, -0.523, 0.312]], np.float64)
 _YIQ2RGB = np.linalg.inv(_RGB2YIQ)
-
-
-@dataclass(frozen=True)
-class AugmentParams:
-    """Training augmentation settings; defaults are Camarena et al.'s values."""
-
-    kind: str = "none"
-    jitter_p: float = 0.8
-    brightness: float = 0.4
-    contrast: float = 0.4
-    saturation: float = 0.4
-    hue: float = 0.1
-    grayscale_p: float = 0.2
-    blur_p: float = 0.5
-    blur_sigma: tuple[float, float] = (0.1, 2.0)
-
-    def __post_init__(self) -> None:
-        if self.kind not in AUGMENT_KINDS:
-            raise ValueError(f"augment kind must be one of {AUGMENT_KINDS}, got {self.kind!r}")
-        for name in ("jitter_p", "grayscale_p", "blur_p"):
-            if not 0 <= getattr(self, name) <= 1:
-                raise ValueError(f"{name} must be a probability in [0, 1], got {getattr(self, name)}")
-        if not 0 <= self.hue <= 0.5 or min(self.brightness, self.contrast, self.saturation) < 0:
-            raise ValueError("brightness/contrast/saturation must be >= 0 and hue in [0, 0.5]")
-        if not 0 < self.blur_sigma[0] <= self.blur_sigma[1]:
-            raise ValueError(f"blur_sigma must be 0 < min <= max, got {self.blur_sigma}")
-
-    @property
-    def photometric(self) -> bool:
-        """Whether RGB colour/blur changes are drawn (only the Camarena preset has them)."""
-        return self.kind == "camarena"
 
 
 @dataclass(frozen=True)
@@ -98,14 +68,19 @@ class ClipDraw:
 
 
 def draw_clip(rng: np.random.Generator, *, n_frames: int, height: int, width: int, span: int,
-              crop: tuple[int, int], hflip: bool, params: AugmentParams) -> ClipDraw:
-    """Draw every random parameter of one clip, in a fixed order (start, y, x, flip, photometric)."""
+              crop: tuple[int, int], hflip: bool, kind: str = "none", params: AugmentParams | None = None) -> ClipDraw:
+    """Draw every random parameter of one clip, in a fixed order (start, y, x, flip, photometric).
+    Only the ``camarena`` preset draws photometric changes (with ``params``, Camarena's values by
+    default); ``none`` and ``hu`` stop after the flip."""
+    if kind not in AUGMENT_KINDS:
+        raise ValueError(f"augment kind must be one of {AUGMENT_KINDS}, got {kind!r}")
+    params = params or AugmentParams()
     ch, cw = crop
     start = int(rng.integers(0, max(0, n_frames - span) + 1))
     y = int(rng.integers(0, height - ch + 1))
     x = int(rng.integers(0, width - cw + 1))
     flip = bool(hflip and rng.random() < 0.5)
-    if not params.photometric:
+    if kind != "camarena":
         return ClipDraw(start, y, x, flip)
     jitter = None
     if rng.random() < params.jitter_p:

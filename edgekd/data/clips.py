@@ -16,10 +16,11 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from edgekd.data.augment import AugmentParams, apply_photometric, draw_clip, flip_flow
+from edgekd.data.augment import apply_photometric, draw_clip, flip_flow
 from edgekd.data.cache import FrameCache
 from edgekd.data.flow import FlowCache
 from edgekd.data.splits import DatasetSplit
+from edgekd.recipe import AugmentParams
 from edgekd.runtime.preprocess import (
     normalize_clip,  # numpy-only, shared with deploy bundles
 )
@@ -107,7 +108,8 @@ class ClipDataset(Dataset):
     """``(clip, label)`` pairs over one subset of a split, frames read from a ``FrameCache``.
 
     Train: random temporal start, random crop (same for every frame), optional horizontal flip and
-    the photometric augmentation of ``augment`` (``edgekd.data.augment``), all drawn once per clip.
+    the photometric augmentation of the ``augment`` preset with ``augment_params``
+    (``edgekd.data.augment``), all drawn once per clip.
     Eval: centre crop and ``clips_per_video`` evenly spaced windows (``(K, C, T, H, W)`` when K > 1).
 
     ``modality``: ``"rgb"`` (3-channel clips), ``"flow"`` (2-channel flow clips from ``flow_cache``)
@@ -140,7 +142,8 @@ class ClipDataset(Dataset):
         train: bool,
         hflip: bool = True,
         clips_per_video: int = 1,
-        augment: AugmentParams | None = None,
+        augment: str = "none",
+        augment_params: AugmentParams | None = None,
         modality: str = "rgb",
         flow_cache: FlowCache | None = None,
         flow_norm: tuple[tuple[float, float], tuple[float, float]] = ((0.5, 0.5), (0.5, 0.5)),
@@ -171,7 +174,8 @@ class ClipDataset(Dataset):
         self.train = train
         self.hflip = hflip
         self.clips_per_video = clips_per_video
-        self.augment = augment or AugmentParams()
+        self.augment = augment  # preset: none | camarena | hu (edgekd.data.augment)
+        self.augment_params = augment_params or AugmentParams()
         self.modality = modality
         self.flow_cache = flow_cache
         self.flow_norm = flow_norm
@@ -257,7 +261,7 @@ class ClipDataset(Dataset):
         assert ref is not None
         n, h, w, _ = ref.shape
         d = draw_clip(rng, n_frames=n, height=h, width=w, span=self.spec.span, crop=self.spec.crop,
-                      hflip=self.hflip, params=self.augment)
+                      hflip=self.hflip, kind=self.augment, params=self.augment_params)
         idx = frame_indices(n, d.start, self.spec)
         ch, cw = self.spec.crop
         rgb_clip = flow_clip = None

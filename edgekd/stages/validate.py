@@ -41,9 +41,15 @@ def _names(path: str, values: tuple[str, ...] | list[str], known: tuple[str, ...
 
 def check_tables(recipe: Recipe) -> list[str]:
     """Every recipe value that names an entry of another package's table."""
-    from edgekd.models import list_models  # the model registry (imports torch)
+    from edgekd.distill.losses import (
+        recipe_errors as kd_loss_errors,  # the KD-loss registry (imports torch)
+    )
+    from edgekd.engines.table import engine_name_errors  # the backend table
+    from edgekd.models import list_models  # the model registry
 
-    errs: list[str] = []
+    errs: list[str] = kd_loss_errors(recipe.distill)
+    errs += engine_name_errors("engines.build", recipe.engines.build, buildable=True)
+    errs += engine_name_errors("bench.engines", recipe.bench.engines)
     errs += _names("sweep.stages", recipe.sweep.stages, STAGE_NAMES, "stages")
     errs += _names("engines.edge_models", recipe.engines.edge_models, MODEL_ROLES, "trained models")
     models = list_models()

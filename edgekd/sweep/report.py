@@ -28,11 +28,11 @@ from __future__ import annotations
 import csv
 import io
 import json
-import math
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from edgekd.distill.losses import kd_loss_labels
 from edgekd.recipe import Recipe
 from edgekd.stages.rundir import upstream_of
 from edgekd.stages.table import MODEL_ROLES, get_stage
@@ -41,9 +41,14 @@ from edgekd.utils.atomic import write_json, write_text
 from edgekd.utils.stats import Stat
 
 ROLE_TITLES = {"teacher": "Teacher", "student_scratch": "Student without KD", "student_kd": "Student-KD"}
-SHORT_KEYS = {"distill.temperature": "T", "distill.alpha": "alpha", "distill.tau": "tau", "distill.method": "method",
-              "distill.lambda1": "lambda1", "distill.lambda2": "lambda2", "data.fraction": "data %",
-              "teacher.model": "teacher", "student.model": "student", "pretrain.enabled": "SSL pretraining"}
+_CORE_LABELS = {"distill.method": "method", "data.fraction": "data %", "teacher.model": "teacher",
+                "student.model": "student", "pretrain.enabled": "SSL pretraining"}
+
+
+def short_label(key: str) -> str:
+    """A swept key's column label: the KD-loss registry's label for loss parameters (``T`` for
+    ``distill.ullah.temperature``), a few core ones, else the key's last part."""
+    return {**_CORE_LABELS, **kd_loss_labels()}.get(key, key.split(".")[-1])
 
 
 # ----------------------------------------------------------------------------- statistics
@@ -156,7 +161,7 @@ def _fmt_value(v: Any) -> str:
 
 
 def config_label(config: dict[str, Any]) -> str:
-    return ", ".join(f"{SHORT_KEYS.get(k, k.split('.')[-1])} = {_fmt_value(v)}" for k, v in config.items())
+    return ", ".join(f"{short_label(k)} = {_fmt_value(v)}" for k, v in config.items())
 
 
 def dataset_name(recipe: Recipe) -> str:
@@ -253,7 +258,7 @@ def config_table(recipe: Recipe, variants: list[Any], *, hu: bool) -> Table:
     by_role = {r: group_runs(variants, r) for r in roles}
     has_top5 = {r: any(run.metric("test_top5") is not None for g in gs for run in g.runs.values())
                 for r, gs in by_role.items()}
-    cols = [SHORT_KEYS.get(k, k) for k in keys]
+    cols = [short_label(k) for k in keys]
     for r in roles:
         if hu:
             cols.append(f"{ROLE_TITLES[r]} params (M)")
