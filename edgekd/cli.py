@@ -7,6 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+
 def _stage_commands() -> dict[str, tuple[str, ...] | None]:
     """``run`` (every stage) and one subcommand per entry of the stage table's ``commands``."""
     from edgekd.stages.table import cli_commands
@@ -15,6 +16,10 @@ def _stage_commands() -> dict[str, tuple[str, ...] | None]:
 
 
 def _parser() -> argparse.ArgumentParser:
+    from edgekd.engines.table import (
+        ENGINES,  # the backend table: which targets and precisions bundles carry
+    )
+
     p = argparse.ArgumentParser(prog="edgekd", description="Video action recognition: recipe -> distilled edge engines.")
     sub = p.add_subparsers(dest="command", required=True)
     for name, stages in _stage_commands().items():
@@ -41,8 +46,8 @@ def _parser() -> argparse.ArgumentParser:
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
     k = sub.add_parser("pack", help="make a deploy bundle (directory + .tar.gz) from a finished run")
     k.add_argument("run_dir", help="run directory, e.g. runs/quickstart")
-    k.add_argument("--target", required=True, choices=["cpu", "jetson"])
-    k.add_argument("--precision", choices=["int8", "fp16", "fp32"], default=None,
+    k.add_argument("--target", required=True, choices=sorted({r.bundle for r in ENGINES if r.bundle}))
+    k.add_argument("--precision", choices=sorted({r.precision for r in ENGINES if r.bundle}), default=None,
                    help="cpu: fp32 (default) or int8; jetson: fp16 (default), fp32 or int8 (Q/DQ)")
     k.add_argument("--model", default="student_kd", help="which trained model to ship (default student_kd)")
     k.add_argument("--out", default=None, help="bundle directory (default RUN_DIR/deploy/<model>_<target>_<precision>)")
@@ -82,8 +87,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         if recipe.sweep.swept_keys:
             raise ValueError(f"{args.recipe} is a sweep ({len(recipe.sweep.swept_keys)} swept keys): use `edgekd sweep` "
                              "or `edgekd run`, which run every variant")
-        from edgekd.utils import distributed
         from edgekd.stages.runner import run_pipeline
+        from edgekd.utils import distributed
 
         distributed.init_from_env()  # under torchrun: join the process group (gloo on CPU, NCCL on GPU)
         try:

@@ -151,12 +151,15 @@ def collect() -> dict[str, Any]:
     return facts
 
 
-def engine_plan(facts: dict[str, Any]) -> dict[str, str]:
-    """What ``edgekd run`` will build here, and why not where it will not."""
-    ov, ort, trt = facts.get("openvino", {}), facts.get("onnxruntime", {}), facts.get("tensorrt", {})
+def engine_plan(facts: dict[str, Any], status: dict[str, tuple[bool, str]] | None = None) -> dict[str, str]:
+    """What ``edgekd run`` can build and benchmark here, one line per row of the backend table
+    (``status``: each row's ``(usable, why)``, read from the table when not given), plus whether
+    bf16 training is used."""
+    if status is None:
+        from edgekd.engines import engine_status
+
+        status = engine_status()
     isa = facts.get("cpu", {}).get("isa", {})
-    ov_ok = "error" not in ov
-    caps = ov.get("devices", {}).get("CPU", {}).get("optimization_capabilities", []) if ov_ok else []
     probe = facts.get("bf16_training", {})
     choice = probe.get("c3d_student", {})
     if "error" in probe:
@@ -165,19 +168,13 @@ def engine_plan(facts: dict[str, Any]) -> dict[str, str]:
         bf16_train = f"yes (precision: auto picks bf16; {choice.get('reason')})"
     else:
         bf16_train = f"no (precision: auto trains in fp32; {choice.get('reason', 'not probed')})"
-    return {
-        "pytorch_fp32": "yes",
-        "pytorch_bf16_training": bf16_train,
-        "onnxruntime_fp32": "yes" if "error" not in ort else f"no: {ort['error']}",
-        "openvino_fp32": "yes" if ov_ok else f"no: {ov['error']}",
-        "openvino_bf16": ("yes" if "bf16" in ov.get("cpu_precision_hints", ["bf16"] if "BF16" in caps else [])
-                          else "no: the OpenVINO CPU plugin cannot run bf16 here (no BF16 capability, or kernels "
-                               "capped below AVX512_CORE_BF16)")
-        if ov_ok else f"no: {ov['error']}",
-        "openvino_int8": ("yes" + _int8_note(isa))
-        if ov_ok and "error" not in facts.get("nncf", {}) else "no: OpenVINO or NNCF missing",
-        "tensorrt": "yes" if trt.get("usable") else f"skipped: {trt.get('status', trt.get('error'))}",
-    }
+    plan = {"pytorch_bf16_training": bf16_train}
+    for name, (ok, why) in status.items():
+        if not ok:
+            plan[name] = f"no: {why}"
+        else:
+            plan[name] = "yes" + (_int8_note(isa) if name.endswith("int8") and name.startswith("openvino") else "")
+    return plan
 
 
 def _int8_note(isa: dict[str, Any]) -> str:

@@ -41,7 +41,7 @@ def make_run(root: Path, *, qdq: bool = True, seed: int = 0) -> Path:
     if qdq:
         rng = np.random.default_rng(seed)
         calib = [rng.standard_normal((1, 3, t, h, w), dtype=np.float32) for _ in range(8)]
-        d = root / "engines" / "student_kd" / "onnx_int8_qdq"
+        d = root / "engines" / "student_kd" / "onnxruntime_int8"
         build_qdq_int8(onnx_path, calib, d / "model.onnx", subset_size=8)
         write_json(d / "engine.json", {**sidecar, "backend": "onnxruntime", "precision": "int8", "format": "onnx_qdq"})
     return root

@@ -35,8 +35,7 @@ def test_aarch64_reports_x86_facts_as_not_available_instead_of_failing(monkeypat
     assert f["isa"]["arm_asimd"] is True and f["isa"]["arm_bf16"] is False and f["onednn_isa"] is None
     worth, why = parse_cpuinfo(ARM_CPUINFO, machine="aarch64").bf16_worth_probing()
     assert not worth and "aarch64" in why
-    plan = engine_plan({"cpu": f, "openvino": {"version": "x", "devices": {}}, "nncf": {"version": "2"},
-                        "onnxruntime": {"version": "1"}, "tensorrt": {"usable": False, "status": "no GPU"}})
+    plan = engine_plan({"cpu": f}, {"openvino_int8": (True, "")})
     assert "not available on this platform" in plan["openvino_int8"]
     # the x86 clock loop is machine code: on aarch64 it is reported unavailable, and the OS clock is used
     monkeypatch.setattr(clock.platform, "machine", lambda: "aarch64")
@@ -64,10 +63,17 @@ def test_engine_plan_says_why_not():
              "openvino": {"error": "ModuleNotFoundError: No module named 'openvino'"},
              "onnxruntime": {"version": "1", "providers": ["CPUExecutionProvider"]}, "nncf": {"version": "2"},
              "tensorrt": {"usable": False, "status": "no CUDA GPU visible"}}
-    plan = engine_plan(facts)
+    status = {"openvino_fp32": (False, "ModuleNotFoundError: No module named 'openvino'"),
+              "tensorrt_fp16": (False, "no CUDA GPU visible"), "onnxruntime_fp32": (True, "ONNX Runtime 1"),
+              "openvino_int8": (True, "")}
+    plan = engine_plan(facts, status)
     assert plan["openvino_fp32"] == "no: ModuleNotFoundError: No module named 'openvino'"
-    assert plan["tensorrt"] == "skipped: no CUDA GPU visible"
+    assert plan["tensorrt_fp16"] == "no: no CUDA GPU visible"
+    assert plan["openvino_int8"] == "yes (no VNNI: INT8 may not be faster than FP32)"
     assert plan["onnxruntime_fp32"] == "yes" and plan["pytorch_bf16_training"].startswith("no (precision: auto")
+    from edgekd.engines.table import ENGINE_NAMES
+
+    assert set(engine_plan(facts)) == {"pytorch_bf16_training", *ENGINE_NAMES}  # every row of the table
 
 
 def test_doctor_output_names_versions_devices_isa_providers_tensorrt_and_clock(capsys):

@@ -11,16 +11,16 @@ import torch
 from torch import nn
 
 from edgekd.engines import (
-    BACKENDS,
     DESCRIBE_KEYS,
+    ENGINES,
     OnnxRuntimeEngine,
     OpenVinoEngine,
     TensorRTUnavailable,
     TorchEngine,
-    available_backends,
     build_openvino_fp32,
     build_openvino_int8,
-    get_backend,
+    engine_status,
+    get_engine,
     require_tensorrt,
     supported_precision_hints,
     tensorrt_status,
@@ -175,13 +175,21 @@ def test_engines_reject_wrong_input(artifacts: dict, fp32_ir: Path) -> None:
 
 
 def test_backend_table() -> None:
-    assert {"pytorch", "onnxruntime", "openvino"} <= set(available_backends())
-    assert get_backend("openvino").options_for("bf16") == {"precision_hint": "bf16"}
-    assert "int8" in BACKENDS["openvino"].precisions
-    with pytest.raises(ValueError, match="int8"):
-        get_backend("pytorch").options_for("int8")
-    with pytest.raises(KeyError, match="known"):
-        get_backend("tflite")
+    status = engine_status()
+    assert all(status[n][0] for n in ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_int8"))
+    names = [r.name for r in ENGINES]
+    assert len(names) == len(set(names))
+    for row in ENGINES:  # names say (backend, precision); every row opens, and builds unless it reuses a file
+        assert row.name.startswith(f"{row.backend}_{row.precision}")
+        assert callable(row.loader()) and (row.build is None) == (row.name in ("pytorch_fp32", "onnxruntime_fp32",
+                                                                                "openvino_bf16"))
+    bf16 = get_engine("openvino_bf16")
+    assert bf16.needs == ("openvino_fp32",) and bf16.artifact == get_engine("openvino_fp32").artifact
+    assert get_engine("tensorrt_int8_qdq").needs == ("onnxruntime_int8",)
+    with pytest.raises(ValueError, match="did you mean 'openvino_int8'"):
+        get_engine("openvino_in8")
+    with pytest.raises(ValueError, match="one row per precision"):
+        get_engine("tensorrt")
 
 
 def test_tensorrt_unavailable_here_is_explained() -> None:
@@ -196,7 +204,7 @@ def test_tensorrt_unavailable_here_is_explained() -> None:
     assert "not installed" in reason
     with pytest.raises(TensorRTUnavailable, match="not installed"):
         require_tensorrt()
-    assert "tensorrt" not in available_backends()
+    assert not any(ok for name, (ok, _) in engine_status().items() if name.startswith("tensorrt"))
 
 
 @pytest.mark.tensorrt

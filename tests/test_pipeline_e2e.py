@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 
-from edgekd.stages.validate import load_recipe
 from edgekd.stages.rundir import RunDir
-from edgekd.stages.table import STAGE_NAMES as STAGES
 from edgekd.stages.runner import run_pipeline
+from edgekd.stages.table import STAGE_NAMES as STAGES
+from edgekd.stages.validate import load_recipe
 
 REPO = Path(__file__).resolve().parents[1]
 from edgekd.engines.openvino_engine import supported_precision_hints
+from edgekd.engines.table import get_engine
 
 # openvino_bf16 is reported as skipped (with the reason) on CPUs that cannot run bf16
 ENGINES = ("pytorch_fp32", "onnxruntime_fp32", "openvino_fp32", "openvino_int8",
@@ -103,8 +104,18 @@ def test_artifacts_and_metrics_are_written(tiny_run):
         assert (tiny_run.stage_dir(m) / "ckpt.pt").is_file()
     split = json.loads((tiny_run.stage_dir("data") / "split.json").read_text())
     assert split["train"] and split["test"]
-    tensorrt = json.loads((tiny_run.stage_dir("engines") / "tensorrt.json").read_text())
-    assert tensorrt["status"] == "skipped" and tensorrt["reason"]
+    engines = json.loads((tiny_run.stage_dir("engines") / "engines.json").read_text())
+    for m in MODELS:  # every engine of engines.build is either built or skipped with the reason
+        for name in tiny_run.recipe.engines.build:
+            row = get_engine(name)
+            if row.edge and m not in tiny_run.recipe.engines.edge_models:
+                assert name not in engines[m]
+                continue
+            rec = engines[m][name]
+            ok, why = row.status()
+            assert rec["status"] == ("built" if ok else "skipped") and (ok or rec["reason"] == why), (m, name, rec)
+            if ok:
+                assert Path(rec["artifact"]) == row.path(tiny_run.root, m) and Path(rec["artifact"]).is_file()
     assert (tiny_run.root / "manifest.json").is_file()
 
 
@@ -115,7 +126,7 @@ def test_rerun_reuses_stages_and_a_changed_key_invalidates_downstream(tiny_run, 
     assert out.count("reused") == len(STAGES)
     changed = RunDir(load_recipe(REPO / "recipes" / "tiny.yaml", [
         f"runs_dir={tiny_run.recipe.runs_dir}", f"data.cache_dir={tiny_run.recipe.data.cache_dir}",
-        "distill.temperature=5"]))
+        "distill.ullah.temperature=5"]))
     fresh = {s: changed.is_fresh(s) for s in STAGES}
     assert fresh == {"data": True, "pretrain": True, "teacher": True, "student_scratch": True, "student_kd": False,
                      "export": False, "engines": False, "bench": False}

@@ -12,12 +12,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.engines.tensorrt_build import build_tensorrt_engines
+from edgekd.engines.rows import BuildContext, EngineSkipped, build_tensorrt
+from edgekd.engines.table import get_engine
 from edgekd.engines.tensorrt_engine import (
     TensorRTEngine,
     TensorRTUnavailable,
     tensorrt_status,
 )
+from edgekd.recipe import EnginesConfig
 from edgekd.runtime.tensorrt_build import (
     BuildOptions,
     CalibrationBatchStream,
@@ -235,10 +237,12 @@ def test_timing_cache_is_per_version_and_gpu(tmp_path: Path) -> None:
 def test_clear_errors_without_tensorrt(tmp_path: Path) -> None:
     ok, reason = tensorrt_status()
     assert not ok and "TensorRT" in reason
-    rows = build_tensorrt_engines(tmp_path / "m.onnx", None, tmp_path, precisions=("fp16", "int8_qdq"),
-                                  batch=(1, 1, 8), workspace_mb=64, timing_cache_dir=None, calibration=None,
-                                  parity_clips=_clips(2), input_spec={}, labels=["a"])
-    assert rows == {"fp16": {"status": "skipped", "reason": reason}, "int8_qdq": {"status": "skipped", "reason": reason}}
+    for name in ("tensorrt_fp16", "tensorrt_int8_qdq", "tensorrt_fp32", "tensorrt_int8_calib"):
+        assert get_engine(name).status() == (False, reason)  # the engines stage records this reason
+    ctx = BuildContext(get_engine("tensorrt_fp16"), "student_kd", tmp_path, tmp_path / "m.onnx", {},
+                       EnginesConfig(tensorrt_timing_cache_dir=None), parity_clips=_clips(2), labels=["a"])
+    with pytest.raises(EngineSkipped, match="not installed"):
+        build_tensorrt(ctx)
     with pytest.raises(TensorRTUnavailable, match="not installed"):
         TensorRTEngine(tmp_path / "model.plan")
     plan = tmp_path / "model.plan"
@@ -261,16 +265,16 @@ def test_build_and_run_engine_matches_onnxruntime(tmp_path: Path, precision: str
     from edgekd.engines.tensorrt_engine import check_tensorrt_parity
 
     run = make_run(tmp_path / "run")
-    source = run / ("engines/student_kd/onnx_int8_qdq/model.onnx" if precision == "int8_qdq" else "export/student_kd.onnx")
-    rows = build_tensorrt_engines(run / "export/student_kd.onnx", run / "engines/student_kd/onnx_int8_qdq/model.onnx",
-                                  tmp_path / "trt", precisions=(precision,), batch=(1, 2, 4), workspace_mb=256,
-                                  timing_cache_dir=str(tmp_path / "cache"), calibration=None,
-                                  parity_clips=np.random.default_rng(0).standard_normal((4, 3, 4, 16, 16), dtype=np.float32),
-                                  input_spec=SPEC, labels=["a", "b", "c"])
-    row = rows[precision]
+    source = run / ("engines/student_kd/onnxruntime_int8/model.onnx" if precision == "int8_qdq" else "export/student_kd.onnx")
+    options = EnginesConfig(tensorrt_batch=(1, 2, 4), tensorrt_workspace_mb=256,
+                            tensorrt_timing_cache_dir=str(tmp_path / "cache"))
+    ctx = BuildContext(get_engine(f"tensorrt_{precision}"), "student_kd", run, run / "export/student_kd.onnx", {},
+                       options, parity_clips=np.random.default_rng(0).standard_normal((4, 3, 4, 16, 16), dtype=np.float32),
+                       input_spec=SPEC, labels=["a", "b", "c"])
+    row = build_tensorrt(ctx)
     assert row["status"] == "built", row
     assert row["parity"]["max_abs_delta"] < (0.05 if precision == "fp16" else 0.2)
     assert list((tmp_path / "cache").iterdir()), "timing cache was not written"
-    engine = TensorRTEngine(row["plan"])
+    engine = TensorRTEngine(row["artifact"])
     parity = check_tensorrt_parity(engine, source, np.zeros((4, 3, 4, 16, 16), np.float32), batch_size=4)
     assert parity["top1_agreement"] == 1.0

@@ -26,6 +26,7 @@ from typing import Any
 import onnx
 
 from edgekd import __version__
+from edgekd.engines.table import EngineRow, bundle_rows, get_engine
 from edgekd.runtime import RUNTIME_FILES
 from edgekd.runtime.bundle import BUNDLE_FORMAT, MANIFEST, hash_tree, load_bundle
 from edgekd.runtime.preprocess import PreprocessSpec
@@ -34,12 +35,10 @@ from edgekd.utils.hashing import sha256_file
 
 __all__ = ["TARGETS", "PackError", "PackResult", "pack_bundle"]
 
-# target -> (accepted precisions, default)
-TARGETS: dict[str, tuple[tuple[str, ...], str]] = {
-    "cpu": (("fp32", "int8"), "fp32"),
-    "jetson": (("fp32", "fp16", "int8"), "fp16"),
-}
-_TRT_PRECISION = {"fp32": "fp32", "fp16": "fp16", "int8": "int8_qdq"}
+# the precision a target ships when --precision is not given; which precisions it accepts, and the
+# engine each one is, come from the backend table (rows with bundle == target)
+DEFAULT_PRECISION = {"cpu": "fp32", "jetson": "fp16"}
+TARGETS = tuple(DEFAULT_PRECISION)
 _FILES = Path(__file__).with_name("files")
 _RUNTIME_SRC = Path(__file__).resolve().parents[1] / "runtime"
 
@@ -61,10 +60,11 @@ def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = Non
     run_dir = Path(run_dir)
     if target not in TARGETS:
         raise PackError(f"--target must be one of {sorted(TARGETS)}, got {target!r}")
-    accepted, default = TARGETS[target]
-    precision = precision or default
-    if precision not in accepted:
-        raise PackError(f"target {target!r} accepts precisions {accepted}, not {precision!r}")
+    rows = bundle_rows(target)
+    precision = precision or DEFAULT_PRECISION[target]
+    if precision not in rows:
+        raise PackError(f"target {target!r} accepts precisions {tuple(rows)}, not {precision!r}")
+    row = rows[precision]
     if not run_dir.is_dir():
         raise PackError(f"run directory not found: {run_dir}")
     onnx_path = _require(run_dir / "export" / f"{model}.onnx", "run the export stage (edgekd export RECIPE)")
@@ -72,9 +72,9 @@ def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = Non
     out = Path(out) if out else run_dir / "deploy" / f"{model}_{target}_{precision}"
     with atomic_dir(out) as tmp:
         if target == "cpu":
-            model_entry, built_with = _stage_cpu(tmp, run_dir, model, precision, onnx_path)
+            model_entry, built_with = _stage_cpu(tmp, run_dir, model, row, onnx_path)
         else:
-            model_entry, built_with = _stage_jetson(tmp, run_dir, model, precision, onnx_path)
+            model_entry, built_with = _stage_jetson(tmp, run_dir, model, row, onnx_path)
         write_json(tmp / "preprocess.json", spec.to_dict())
         write_json(tmp / "labels.json", list(classes))
         pkg = tmp / "edgekd_runtime"
@@ -118,9 +118,9 @@ def _contract(run_dir: Path, model: str) -> tuple[PreprocessSpec, list[str], dic
     return spec, list(ckpt.classes), {"checkpoint": str(ckpt_path), "checkpoint_metrics": ckpt.metrics}
 
 
-def _stage_cpu(tmp: Path, run_dir: Path, model: str, precision: str, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
-    src = run_dir / "engines" / model / f"openvino_{precision}"
-    xml = _require(src / "model.xml", f"run the engines stage with engines.openvino_{precision}: true")
+def _stage_cpu(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+    xml = _require(row.path(run_dir, model), f"run the engines stage with {row.name} in engines.build")
+    src = xml.parent
     sidecar = _fresh_sidecar(src / "engine.json", onnx_path)
     (tmp / "model").mkdir()
     for f in (xml, xml.with_suffix(".bin")):
@@ -130,13 +130,14 @@ def _stage_cpu(tmp: Path, run_dir: Path, model: str, precision: str, onnx_path: 
     return {"backend": "openvino", "file": "model/model.xml", "precision_hint": "f32"}, versions
 
 
-def _stage_jetson(tmp: Path, run_dir: Path, model: str, precision: str, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
+def _stage_jetson(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     (tmp / "model").mkdir()
     shutil.copy2(onnx_path, tmp / "model" / "model.onnx")
     source = "model/model.onnx"
-    if precision == "int8":
-        qdq_dir = run_dir / "engines" / model / "onnx_int8_qdq"
-        qdq = _require(qdq_dir / "model.onnx", "run the engines stage with engines.qdq_int8: true")
+    if "onnxruntime_int8" in row.needs:
+        qdq = _require(get_engine("onnxruntime_int8").path(run_dir, model),
+                       f"run the engines stage with onnxruntime_int8 in engines.build and {model} in engines.edge_models")
+        qdq_dir = qdq.parent
         _fresh_sidecar(qdq_dir / "engine.json", onnx_path)
         shutil.copy2(qdq, tmp / "model" / "model_int8_qdq.onnx")
         shutil.copy2(qdq_dir / "engine.json", tmp / "model" / "model_int8_qdq.json")
@@ -145,7 +146,7 @@ def _stage_jetson(tmp: Path, run_dir: Path, model: str, precision: str, onnx_pat
         shutil.copy2(_FILES / script, tmp / script)
     graph = onnx.load(str(tmp / source), load_external_data=False).graph
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
-    trt_precision = _TRT_PRECISION[precision]
+    trt_precision = row.name.removeprefix("tensorrt_")
     entry = {"backend": "tensorrt", "file": source, "tensorrt_precision": trt_precision,
              "engine": f"engines/model_{trt_precision}.plan", "build": "build_engine.sh",
              "input": {"name": graph.input[0].name, "shape": dims}}

@@ -32,13 +32,17 @@ from edgekd.bench.e2e import measure_end_to_end
 from edgekd.bench.gpu import read_gpu_clock
 from edgekd.bench.latency import measure_latency
 from edgekd.bench.literature import comparison_rows, format_comparison
-from edgekd.bench.metrics import confusion_csv, confusion_matrix, macro_ovr_auc, top_k_accuracy, wilson_interval
+from edgekd.bench.metrics import (
+    confusion_csv,
+    confusion_matrix,
+    macro_ovr_auc,
+    top_k_accuracy,
+    wilson_interval,
+)
 from edgekd.bench.peak import cached_peak
 from edgekd.engines.base import Engine
-from edgekd.engines.onnxruntime_engine import OnnxRuntimeEngine
-from edgekd.engines.openvino_engine import OpenVinoEngine, supported_precision_hints
-from edgekd.engines.tensorrt_engine import tensorrt_status
-from edgekd.engines.torch_engine import TorchEngine
+from edgekd.engines.rows import EngineSkipped
+from edgekd.engines.table import get_engine
 from edgekd.models.complexity import count_macs, count_params
 from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import RunDir
@@ -50,35 +54,21 @@ COLUMNS = ("model", "engine", "precision", "hint", "threads", "top1", "top1_ci95
            "agree_fp32_decided", "logit_delta_p50",
            "p50_ms", "p90_ms", "p99_ms", "throughput_clips_s", "spf", "fps", "scaled_spf", "scaled_fps",
            "gmacs_per_s", "efficiency", "e2e_p50_ms", "e2e_spf", "e2e_fps")
-# the GEMM peak each engine's efficiency is measured against
-_PEAK_PRECISION = {"pytorch_fp32": "fp32", "onnxruntime_fp32": "fp32", "openvino_fp32": "fp32",
-                   "openvino_bf16": "bf16", "openvino_int8": "int8"}
-
-
-class EngineSkipped(RuntimeError):
-    """An engine that cannot run on this machine (reported in the table's notes, not an error)."""
-
-
-def _open_engine(rd: RunDir, role: str, engine: str, model: torch.nn.Module, threads: int) -> tuple[Engine, Path]:
-    """Engine adapter and the file(s) whose size is reported for it."""
-    if engine == "pytorch_fp32":
-        return TorchEngine(model, threads=threads), rd.stage_dir(role) / "ckpt.pt"
-    if engine == "onnxruntime_fp32":
-        p = rd.stage_dir("export") / f"{role}.onnx"
-        return OnnxRuntimeEngine(p, threads=threads), p
-    if engine in ("openvino_fp32", "openvino_bf16", "openvino_int8"):
-        ir = "openvino_int8" if engine == "openvino_int8" else "openvino_fp32"  # bf16: the FP32 IR, bf16 hint
-        xml = rd.stage_dir("engines") / role / ir / "model.xml"
-        if not xml.is_file():
-            raise FileNotFoundError(f"{xml} is missing: enable engines.{ir} and run the engines stage")
-        hint = "bf16" if engine == "openvino_bf16" else "f32"
-        if hint not in supported_precision_hints():
-            raise EngineSkipped(f"this CPU cannot honour OpenVINO inference precision hint {hint!r}")
-        return OpenVinoEngine(xml, threads=threads, precision_hint=hint, name=engine), xml
-    if engine == "tensorrt":
-        ok, reason = tensorrt_status()
-        raise EngineSkipped(reason if not ok else "TensorRT engines are not built by this version")
-    raise ValueError(f"unknown bench engine {engine!r}")
+def _open_engine(rd: RunDir, role: str, name: str, threads: int) -> tuple[Engine, Path]:
+    """The backend table's row ``name`` for ``role``, opened; its artifact is what the size column
+    reports. A row this machine cannot run, or whose engine was not built, raises EngineSkipped."""
+    row = get_engine(name)
+    ok, why = row.status()
+    if not ok:
+        raise EngineSkipped(why)
+    path = row.path(rd.root, role)
+    if not path.is_file():
+        why = f"{path} is missing"
+        if row.build is not None or row.needs:
+            builders = [row.name] if row.build is not None else list(row.needs)
+            why += f": add {', '.join(builders)} to engines.build" + (" and engines.edge_models" if row.edge else "")
+        raise EngineSkipped(why)
+    return row.loader()(path, threads=threads, name=name), path
 
 
 def _size_mb(path: Path) -> float:
@@ -142,9 +132,9 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
         params, macs = count_params(model), count_macs(model, ctx.input_shape)
         for name in cfg.engines:
             try:
-                engine, artifact = _open_engine(rd, role, name, model, cfg.threads)
+                engine, artifact = _open_engine(rd, role, name, cfg.threads)
             except EngineSkipped as exc:
-                skipped[name] = str(exc)
+                skipped[f"{role}/{name}"] = str(exc)
                 continue
             probs, logits = engine_outputs(engine, clips, cfg.batch_size)
             acc = accuracy_block(probs, labels)
@@ -152,7 +142,7 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
             cm = confusion_matrix(labels, preds, len(classes))
             write_text(out / "confusion" / f"{role}__{name}.csv", confusion_csv(cm, classes))
             roc.setdefault(role, acc)  # ROC curves of the first engine that ran (PyTorch FP32 by default)
-            row = _timing_row(engine, one, batch, cfg, ctx, videos, macs, mhz, peak.get(_PEAK_PRECISION.get(name, "")))
+            row = _timing_row(engine, one, batch, cfg, ctx, videos, macs, mhz, peak.get(get_engine(name).peak))
             rows.append({
                 "model": role, "engine": name, **row,
                 "top1": acc["top1"], "top1_lo": acc["top1_lo"], "top1_hi": acc["top1_hi"], "top5": acc["top5"],

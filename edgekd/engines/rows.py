@@ -1,0 +1,216 @@
+"""Builders, loaders and availability checks of the backend table's rows (``table.py`` names them).
+
+A builder takes a :class:`BuildContext` (the model's FP32 ONNX, calibration and test clips, the
+common sidecar, the recipe's engine options) and writes its row's artifact with an ``engine.json``
+sidecar beside it; it returns the record the engines stage keeps in ``engines/engines.json``, or
+raises :class:`EngineSkipped` with the reason when this machine cannot build it. A loader opens an
+artifact as an :class:`~edgekd.engines.base.Engine`.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from edgekd.engines.base import Engine
+from edgekd.engines.table import EngineRow, get_engine
+from edgekd.utils.atomic import write_json
+from edgekd.utils.hashing import sha256_file
+
+__all__ = ["BuildContext", "EngineSkipped"]
+
+
+class EngineSkipped(RuntimeError):
+    """A row this machine cannot build or run (no TensorRT, no bf16 kernels): reported, not an error."""
+
+
+@dataclass
+class BuildContext:
+    """What a row's builder needs, for one trained model of a run."""
+
+    row: EngineRow
+    model: str  # teacher | student_scratch | student_kd
+    run_dir: Path
+    onnx: Path  # the model's FP32 export
+    sidecar: dict[str, Any]  # common sidecar fields: source ONNX and its sha256, input spec, classes, versions
+    options: Any  # the recipe's engines section (EnginesConfig)
+    calibration: np.ndarray | None = None  # (N, C, T, H, W) training-split clips
+    test: tuple[np.ndarray, np.ndarray] | None = None  # test-split clips (N, K, C, T, H, W) and labels
+    parity_clips: np.ndarray | None = None
+    input_spec: dict[str, Any] = field(default_factory=dict)
+    labels: list[str] = field(default_factory=list)
+
+    @property
+    def out(self) -> Path:
+        """This row's artifact path."""
+        return self.row.path(self.run_dir, self.model)
+
+    def artifact(self, name: str) -> Path:
+        """The artifact of another row for the same model (one this row ``needs``)."""
+        return get_engine(name).path(self.run_dir, self.model)
+
+    def require_calibration(self) -> np.ndarray:
+        if self.calibration is None or not len(self.calibration):
+            raise ValueError(f"{self.row.name}: INT8 calibration needs training clips")
+        return self.calibration
+
+
+# ----------------------------------------------------------------------------- builders
+
+
+def build_openvino_fp32(ctx: BuildContext) -> dict[str, Any]:
+    from edgekd.engines.openvino_engine import build_openvino_fp32 as build
+
+    xml = build(ctx.onnx, ctx.out.parent)
+    write_json(xml.parent / "engine.json", {**ctx.sidecar, "backend": "openvino", "precision": "fp32", "model": xml.name})
+    return {"status": "built", "artifact": str(xml)}
+
+
+def build_openvino_int8(ctx: BuildContext) -> dict[str, Any]:
+    from edgekd.engines.openvino_engine import build_openvino_int8 as build
+
+    calib = ctx.require_calibration()
+    xml = build(ctx.onnx, (c[None] for c in calib), ctx.out.parent, subset_size=len(calib))
+    write_json(xml.parent / "engine.json", {**ctx.sidecar, "backend": "openvino", "precision": "int8", "model": xml.name,
+                                            "calibration": {"subset": "train", "clips": len(calib),
+                                                            "tool": "nncf.quantize"}})
+    return {"status": "built", "artifact": str(xml)}
+
+
+def build_onnx_int8_qdq(ctx: BuildContext) -> dict[str, Any]:
+    """Q/DQ INT8 ONNX + its accuracy against the FP32 ONNX on the test split (ONNX Runtime CPU)."""
+    from edgekd.engines.qdq import build_qdq_int8, qdq_accuracy
+
+    calib = ctx.require_calibration()
+    method = ctx.options.qdq_calibration
+    model = build_qdq_int8(ctx.onnx, (c[None] for c in calib), ctx.out, subset_size=len(calib), method=method)
+    record: dict[str, Any] = {"status": "built", "artifact": str(model)}
+    sidecar = {**ctx.sidecar, "backend": "onnxruntime", "precision": "int8", "format": "onnx_qdq",
+               "model": model.name, "model_sha256": sha256_file(model),
+               "calibration": {"subset": "train", "clips": len(calib), "method": method,
+                               "tool": "onnxruntime.quantization.quantize_static (QDQ, symmetric)"}}
+    if ctx.test is not None:
+        accuracy = qdq_accuracy(ctx.onnx, model, *ctx.test)
+        sidecar["accuracy_test_split"] = record["accuracy_test_split"] = accuracy
+        print(f"[engines] {ctx.model} Q/DQ INT8 ONNX: test top-1 {accuracy['int8_qdq_top1']:.3f} vs FP32 "
+              f"{accuracy['fp32_top1']:.3f} (drop {accuracy['top1_drop']:+.3f}, agreement "
+              f"{accuracy['top1_agreement']:.3f})")
+    write_json(model.parent / "engine.json", sidecar)
+    return record
+
+
+def build_tensorrt(ctx: BuildContext) -> dict[str, Any]:
+    """A TensorRT plan for the row's precision, checked against ONNX Runtime on the same clips."""
+    from edgekd.engines.tensorrt_engine import (
+        TensorRTEngine,
+        TensorRTUnavailable,
+        check_tensorrt_parity,
+        require_tensorrt,
+    )
+    from edgekd.runtime.tensorrt_build import (
+        BuildOptions,
+        TensorRTFeatureUnavailable,
+        build_engine,
+    )
+
+    try:
+        require_tensorrt()
+    except TensorRTUnavailable as exc:
+        raise EngineSkipped(str(exc)) from exc
+    precision = ctx.row.name.removeprefix("tensorrt_")
+    source = ctx.artifact("onnxruntime_int8") if precision == "int8_qdq" else ctx.onnx
+    o = ctx.options
+    options = BuildOptions(precision, tuple(o.tensorrt_batch), o.tensorrt_workspace_mb, o.tensorrt_timing_cache_dir,
+                           calibration_batch_size=min(o.tensorrt_batch[2], 8),
+                           calibration_cache=str(ctx.out.with_name("calibration.cache")))
+    try:
+        sidecar = build_engine(source, ctx.out, options, calibration_clips=ctx.calibration,
+                               input_spec=ctx.input_spec, labels=ctx.labels)
+        parity = check_tensorrt_parity(TensorRTEngine(ctx.out), source, ctx.parity_clips
+                                       if ctx.parity_clips is not None else ctx.require_calibration()[:16])
+    except (TensorRTFeatureUnavailable, TensorRTUnavailable) as exc:
+        raise EngineSkipped(str(exc)) from exc
+    print(f"[engines] {ctx.row.name} ({ctx.model}): built {ctx.out}, max |delta logit| vs ONNX Runtime "
+          f"{parity['max_abs_delta']:.2e}, top-1 agreement {parity['top1_agreement']:.3f}")
+    return {"status": "built", "artifact": str(ctx.out), "sidecar": sidecar, "parity": parity}
+
+
+# ----------------------------------------------------------------------------- loaders
+
+
+def load_pytorch(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.torch_engine import TorchEngine
+    from edgekd.train.checkpoint import load_checkpoint
+
+    return TorchEngine(load_checkpoint(path).build(), threads=threads, name=name)
+
+
+def load_onnxruntime(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.onnxruntime_engine import OnnxRuntimeEngine
+
+    return OnnxRuntimeEngine(path, threads=threads, name=name)
+
+
+def load_openvino_f32(path: Path, *, threads: int, name: str) -> Engine:
+    """FP32 and INT8 IRs with hint f32 (INT8: the layers NNCF left in float stay f32)."""
+    from edgekd.engines.openvino_engine import OpenVinoEngine
+
+    return OpenVinoEngine(path, threads=threads, precision_hint="f32", name=name)
+
+
+def load_openvino_bf16(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.openvino_engine import OpenVinoEngine
+
+    return OpenVinoEngine(path, threads=threads, precision_hint="bf16", name=name)
+
+
+def load_tensorrt(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.tensorrt_engine import TensorRTEngine
+
+    return TensorRTEngine(path, name=name)
+
+
+# ----------------------------------------------------------------------------- availability
+
+
+def pytorch_status() -> tuple[bool, str]:
+    import torch
+
+    return True, f"PyTorch {torch.__version__}"
+
+
+def onnxruntime_status() -> tuple[bool, str]:
+    import onnxruntime as ort
+
+    return True, f"ONNX Runtime {ort.__version__}, providers {ort.get_available_providers()}"
+
+
+def openvino_status() -> tuple[bool, str]:
+    import openvino as ov
+
+    return True, f"OpenVINO {ov.get_version()}"
+
+
+def openvino_int8_status() -> tuple[bool, str]:
+    from importlib import metadata
+
+    import openvino as ov
+
+    return True, f"OpenVINO {ov.get_version()}, NNCF {metadata.version('nncf')}"
+
+
+def openvino_bf16_status() -> tuple[bool, str]:
+    from edgekd.engines.openvino_engine import supported_precision_hints
+
+    hints = supported_precision_hints()
+    return ("bf16" in hints, "OpenVINO CPU plugin runs bf16 here" if "bf16" in hints else
+            f"this CPU cannot honour OpenVINO inference precision hint 'bf16' (supported: {hints})")
+
+
+def tensorrt_row_status() -> tuple[bool, str]:
+    from edgekd.engines.tensorrt_engine import tensorrt_status
+
+    return tensorrt_status()
