@@ -4,7 +4,12 @@ from __future__ import annotations
 
 import pytest
 
-from edgekd.bench.literature import comparison_rows, format_comparison, implied_clock_mhz, load_ullah_munir
+from edgekd.bench.literature import (
+    comparison_rows,
+    format_comparison,
+    implied_clock_mhz,
+    load_ullah_munir,
+)
 
 
 def _row(rows, name):

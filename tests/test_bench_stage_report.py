@@ -9,7 +9,12 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from edgekd.stages.bench_stage import _agreement, accuracy_block, literature_table, write_reports
+from edgekd.stages.bench_stage import (
+    _agreement,
+    accuracy_block,
+    literature_table,
+    write_reports,
+)
 
 
 def test_accuracy_block_numbers() -> None:

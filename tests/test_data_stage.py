@@ -10,9 +10,9 @@ import numpy as np
 import pytest
 import torch
 
-from edgekd.stages.validate import parse_recipe
 from edgekd.stages.data_stage import DataContext, DataError, run_data
 from edgekd.stages.rundir import RunDir
+from edgekd.stages.validate import parse_recipe
 
 H, W = 24, 32
 LEVELS = {"alpha": 40, "beta": 120, "gamma": 200}  # every frame of a class's videos has this grey level

@@ -13,9 +13,9 @@ import numpy as np
 import pytest
 import torch
 
+from edgekd.stages.runner import run_pipeline
 from edgekd.stages.table import cli_commands
 from edgekd.stages.validate import parse_recipe
-from edgekd.stages.runner import run_pipeline
 from edgekd.utils.rng import capture_rng_state, deterministic_mode, restore_rng_state
 
 

@@ -193,8 +193,8 @@ def test_zero_init_residual_starts_every_block_as_the_identity(name):
 
 
 def test_zero_init_residual_on_a_model_without_residual_blocks_is_a_clear_error(tmp_path):
-    from edgekd.stages.validate import parse_recipe
     from edgekd.stages.train_stage import build_for
+    from edgekd.stages.validate import parse_recipe
 
     r = parse_recipe({"name": "z", "runs_dir": str(tmp_path), "student": {"zero_init_residual": True}})
 

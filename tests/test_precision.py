@@ -18,7 +18,13 @@ import torch.nn.functional as F
 from torch.utils.data import DataLoader, TensorDataset
 
 from edgekd.train import precision as P
-from edgekd.train.loop import FitOptions, ResumeSpec, cross_entropy_loss, fit, load_resume_state
+from edgekd.train.loop import (
+    FitOptions,
+    ResumeSpec,
+    cross_entropy_loss,
+    fit,
+    load_resume_state,
+)
 from edgekd.utils.cpu import parse_cpuinfo
 
 U = P.BF16_UNIT_ROUNDOFF

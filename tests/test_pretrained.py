@@ -225,8 +225,8 @@ def test_a_bad_freeze_prefix_fails_before_anything_is_loaded(tmp_path):
 
 def test_recipe_keys_and_build_for_wiring(tmp_path):
     from edgekd.recipe import RecipeError
-    from edgekd.stages.validate import parse_recipe
     from edgekd.stages.train_stage import build_for
+    from edgekd.stages.validate import parse_recipe
 
     src = tiny("r3d_18", 400, seed=0)
     torch.save(src.state_dict(), tmp_path / "k400.pth")

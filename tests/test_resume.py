@@ -195,7 +195,12 @@ def test_in_process_resume_equals_straight_and_other_key_is_discarded(tmp_path, 
 def test_non_finite_loss_names_the_step_and_the_last_good_checkpoint(tmp_path):
     import torch
 
-    from edgekd.train.loop import NonFiniteLossError, ResumeSpec, cross_entropy_loss, load_resume_state
+    from edgekd.train.loop import (
+        NonFiniteLossError,
+        ResumeSpec,
+        cross_entropy_loss,
+        load_resume_state,
+    )
 
     calls = {"n": 0}
 

@@ -12,7 +12,6 @@ from torch import nn
 
 from edgekd.models import build_model
 from edgekd.recipe import PRETEXT_TRANSFORMS, RecipeError
-from edgekd.stages.validate import parse_recipe
 from edgekd.ssl.losses import contrastive_loss
 from edgekd.ssl.pretrain import (
     PretextPairDataset,
@@ -29,6 +28,7 @@ from edgekd.ssl.transforms import (
     sample_pretext,
     swap_adjacent_segments,
 )
+from edgekd.stages.validate import parse_recipe
 
 
 def _clip(t: int = 8, h: int = 6, w: int = 6) -> torch.Tensor:
@@ -287,8 +287,8 @@ def test_students_depend_on_pretrain_only_when_it_is_enabled() -> None:
 
 
 def test_students_start_from_the_pretrained_backbone_with_a_fresh_head(tmp_path) -> None:
-    from edgekd.stages.pretrain_stage import init_from_pretrain
     from edgekd.stages.rundir import RunDir
+    from edgekd.stages.train_stage import init_from_pretrain
     from edgekd.train.checkpoint import save_checkpoint
 
     kwargs = {"num_classes": 4, "input_size": [8, 16, 16], "width_mult": 0.25, "dropout": 0.0}

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
-from edgekd.data.augment import AugmentParams, normalization_for
+from edgekd.data.augment import normalization_for
 from edgekd.data.cache import FrameCache
 from edgekd.data.clips import MODALITIES, ClipDataset, ClipSpec, make_loader
 from edgekd.data.decode import VideoDecodeError
@@ -226,13 +226,10 @@ class DataContext:
     def dataset(self, subset: str, *, train: bool, clips_per_video: int = 1, modality: str = "rgb") -> ClipDataset:
         self._check_modality(modality)
         d = self.recipe.data
-        a = d.augment_params
-        augment = AugmentParams(kind=d.augment if train else "none", jitter_p=a.jitter_p, brightness=a.brightness,
-                                contrast=a.contrast, saturation=a.saturation, hue=a.hue,
-                                grayscale_p=a.grayscale_p, blur_p=a.blur_p, blur_sigma=a.blur_sigma)
         norm = normalization_for(d.augment)
         return ClipDataset(self.split, subset, self.cache, self.spec, train=train, hflip=d.hflip,
-                           clips_per_video=clips_per_video, augment=augment, modality=modality,
+                           clips_per_video=clips_per_video, augment=d.augment if train else "none",
+                           augment_params=d.augment_params, modality=modality,
                            flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
                            aug_variants=d.aug_variants if train else None, aug_schedule=d.aug_schedule if train else "random",
                            seed=self.recipe.seed, with_extras=train)

@@ -3,17 +3,14 @@
 Writes ``pretrain/ckpt.pt`` (an edgekd checkpoint of the student architecture; its classifier head
 was never trained) and ``pretrain/metrics.jsonl``. When ``pretrain.enabled`` the student stages
 depend on this one (``rundir.upstream_of``) and start from its weights with a fresh head
-(:func:`init_from_pretrain`). When disabled the stage records that and does nothing, so the stage
+(``edgekd.stages.train_stage.init_from_pretrain``). When disabled the stage records that and does nothing, so the stage
 list is the same for every recipe.
 """
 
 from __future__ import annotations
 
 import time
-from pathlib import Path
 from typing import Any
-
-from torch import nn
 
 from edgekd.data.clips import make_loader
 from edgekd.stages.data_stage import DataContext
@@ -64,13 +61,3 @@ def run_pretrain(rd: RunDir) -> dict[str, Any]:
             "final_pretext_top1": last["pretext_top1"], "feature_dim": net.feature_dim,
             "precision": last["precision"], "precision_choice": choice.to_dict(),
             "seconds": round(time.perf_counter() - start, 2)}
-
-
-def init_from_pretrain(model: nn.Module, rd: RunDir) -> str:
-    """Load ``pretrain/ckpt.pt`` into a freshly built student, keeping the student's fresh head
-    (the pretrained one never saw a class label). Any other mismatch is an error listing the keys."""
-    from edgekd.models.pretrained import load_pretrained
-
-    path: Path = rd.stage_dir("pretrain") / CKPT
-    report = load_pretrained(model, path, layout="edgekd", reset_head=True)
-    return report.summary()

@@ -1,8 +1,9 @@
 """Run-directory bookkeeping: where each stage writes, and whether its output can be reused.
 
 A finished stage leaves ``<stage>/stage.json``, its manifest: a key (a hash of the recipe sections
-it reads, of the keys of the stages it consumes and of the sha256 of their artifact files), the
-inputs that key was built from, the recipe hash, package versions and the git commit. Re-running a
+it reads, of the code it runs (``codehash.py``), of the keys of the stages it consumes and of the
+sha256 of their artifact files), the inputs that key was built from, the recipe hash, package
+versions and the git commit. Re-running a
 recipe compares keys and reuses a stage whose key is unchanged, so editing ``distill.temperature``
 re-runs distillation and everything after it, but not the teacher; replacing
 ``teacher/ckpt.pt`` by hand re-runs every stage that reads it.
@@ -25,7 +26,8 @@ from typing import Any
 
 from edgekd import __version__
 from edgekd.recipe import Recipe
-from edgekd.stages.table import MODEL_ROLES, STAGE_NAMES, get_stage, recipe_value
+from edgekd.stages.codehash import code_fingerprint
+from edgekd.stages.table import STAGE_NAMES, get_stage, recipe_value
 from edgekd.utils.atomic import write_json
 from edgekd.utils.hashing import sha256_file, stable_hash
 from edgekd.utils.versions import git_commit, package_versions
@@ -84,12 +86,47 @@ class RunDir:
                 raise StageNotReady(f"stage {stage!r} needs stage {up!r} first (no {self.stage_dir(up) / 'stage.json'}); "
                                     f"run `edgekd run` or the {up!r} stage")
             upstream[up] = {"key": rec["key"], "files": self.artifact_hashes(up)}
-        out = {"stage": stage, "recipe": self.recipe.section_hash(*get_stage(stage).sections), "upstream": upstream}
+        row = get_stage(stage)
+        out = {"stage": stage, "recipe": self.recipe.section_hash(*row.sections), "upstream": upstream,
+               "code": code_fingerprint(row.entry.partition(":")[0])}
         external = {path: _cached_sha256(Path(path).expanduser()) for path in external_inputs(self.recipe, stage)
                     if Path(path).expanduser().is_file()}
         if external:  # only when present, so keys of recipes without such files are unchanged
             out["external_files"] = external
         return out
+
+    def why_stale(self, stage: str) -> str:
+        """Why ``stage`` is not reusable, in words for the log: never run, its own inputs changed
+        (recipe sections, code files, external files; naming what), an artifact is gone, or a
+        stage it consumes will re-run first."""
+        rec = self.record(stage)
+        if rec is None:
+            return "not run before"
+        try:
+            now = self.inputs(stage)
+        except StageNotReady as e:
+            return str(e)
+        was = rec.get("inputs", {})
+        reasons = []
+        if was.get("recipe") != now["recipe"]:
+            reasons.append(f"recipe section(s) {', '.join(get_stage(stage).sections)} changed")
+        old_code, new_code = was.get("code", {}), now["code"]
+        changed = sorted(f for f in set(old_code) | set(new_code) if old_code.get(f) != new_code.get(f))
+        if changed:
+            shown = ", ".join(changed[:4]) + (f" and {len(changed) - 4} more" if len(changed) > 4 else "")
+            reasons.append(f"code changed: {shown}")
+        for up, info in now["upstream"].items():
+            if was.get("upstream", {}).get(up) != info:
+                reasons.append(f"upstream stage {up} changed")
+        if was.get("external_files") != now.get("external_files"):
+            reasons.append("external input file(s) changed")
+        missing = [rel for rel in rec.get("artifacts", {}) if not (self.stage_dir(stage) / rel).is_file()]
+        if missing:
+            reasons.append(f"artifact(s) missing: {', '.join(missing[:3])}")
+        if not reasons:
+            stale_up = [up for up in upstream_of(self.recipe, stage) if not self.is_fresh(up)]
+            reasons.append(f"upstream stage(s) {', '.join(stale_up)} re-run first" if stale_up else "inputs changed")
+        return "; ".join(reasons)
 
     def key(self, stage: str) -> str:
         """Reuse key: a hash of :meth:`inputs`."""

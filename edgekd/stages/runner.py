@@ -16,11 +16,12 @@ from typing import Any, ContextManager
 
 import yaml
 
-from edgekd.utils import distributed as dist
 from edgekd.recipe import Recipe
 from edgekd.stages.rundir import RunDir
 from edgekd.stages.table import STAGE_NAMES, get_stage
+from edgekd.utils import distributed as dist
 from edgekd.utils.atomic import write_text
+
 
 def _stage_fn(stage: str) -> Callable[[RunDir], dict[str, Any]]:
     """The stage's entry function from its table row, imported only now, so `edgekd validate` and
@@ -68,8 +69,9 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
             if not main and not distributed:
                 continue  # rank 0 runs it; this rank waits at the next barrier
             if main:
+                why = "--force" if force else rd.why_stale(stage)
                 print(f"{tag}: running" + (f" on {dist.world_size()} processes" if distributed
-                                           and dist.is_distributed() else ""), flush=True)
+                                           and dist.is_distributed() else "") + f" ({why})", flush=True)
             start = time.perf_counter()
             outputs = _stage_fn(stage)(rd)
             if main:

@@ -52,7 +52,7 @@ STAGES: tuple[Stage, ...] = (
           "edgekd.stages.train_stage:run_student_scratch", ("train",), distributed=True, model_role=True,
           upstream_when=_STUDENT_PRETRAIN, external_inputs=("student.pretrained",)),
     Stage("student_kd", "the student distilled from the frozen teacher", ("student", "distill"), ("data", "teacher"),
-          "edgekd.stages.train_stage:run_student_kd", ("distill",), distributed=True, model_role=True,
+          "edgekd.stages.distill_stage:run_student_kd", ("distill",), distributed=True, model_role=True,
           upstream_when=_STUDENT_PRETRAIN, external_inputs=("student.pretrained",)),
     Stage("export", "simplified ONNX of every model, checked against PyTorch", ("export",),
           ("data", "teacher", "student_scratch", "student_kd"), "edgekd.stages.export_stage:run_export", ("export",)),
