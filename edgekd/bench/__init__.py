@@ -6,7 +6,12 @@ clock), e2e.py (decode + preprocess + inference timing), literature.py (Ullah & 
 15-16), plots.py (PNG plots). Only the light ones are re-exported here.
 """
 
-from edgekd.bench.clock import ClockReading, measure_effective_clock, nominal_clock_mhz, scaled_spf
+from edgekd.bench.clock import (
+    ClockReading,
+    measure_effective_clock,
+    nominal_clock_mhz,
+    scaled_spf,
+)
 from edgekd.bench.latency import LatencyStats, measure_latency
 
 __all__ = [

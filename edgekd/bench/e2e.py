@@ -20,7 +20,13 @@ from typing import Any
 import numpy as np
 
 from edgekd.bench.latency import LatencyStats, stats_from_samples
-from edgekd.data.clips import ClipSpec, clip_starts, crop_box, frame_indices, normalize_clip
+from edgekd.data.clips import (
+    ClipSpec,
+    clip_starts,
+    crop_box,
+    frame_indices,
+    normalize_clip,
+)
 from edgekd.data.decode import read_video
 from edgekd.engines.base import Engine
 
