@@ -74,10 +74,16 @@ class SynthConfig:
     num_frames: int = 48
     size: tuple[int, int] = (160, 120)  # width, height of the written videos
     clips_per_group: int = 4
+    # null: the last ~25% of per_class's actor groups are the test set; a number: per_class clips all
+    # train and this many more per class (unseen actors) are the test set, for tight intervals
+    test_per_class: int | None = None
 
     def errors(self, path: str) -> list[str]:
         e = _Errors()
-        e.need(self.per_class >= 2, f"{path}.per_class: must be >= 2, got {self.per_class}")
+        e.need(self.per_class >= (1 if self.test_per_class else 2),
+               f"{path}.per_class: must be >= {1 if self.test_per_class else 2}, got {self.per_class}")
+        e.need(self.test_per_class is None or self.test_per_class >= 1,
+               f"{path}.test_per_class: must be >= 1 or null, got {self.test_per_class}")
         e.need(self.num_frames >= 1, f"{path}.num_frames: must be >= 1, got {self.num_frames}")
         e.need(self.clips_per_group >= 1, f"{path}.clips_per_group: must be >= 1, got {self.clips_per_group}")
         e.need(min(self.size) >= 8, f"{path}.size: width and height must be >= 8, got {list(self.size)}")
@@ -111,6 +117,33 @@ class AugmentParams:
 
 
 @dataclass(frozen=True)
+class UnlabeledConfig:
+    """The unlabelled transfer set: videos without labels, used only by pretraining and by
+    distillation (the teacher's soft targets), never by the labelled splits."""
+
+    # none | folder: every video under root, any layout | synthetic: `count` built-in videos of new
+    # actors | train_rest: the training videos data.fraction leaves out (their labels unused)
+    source: Literal["none", "folder", "synthetic", "train_rest"] = "none"
+    root: str | None = None
+    count: int = 200  # synthetic: how many videos
+    max_videos: int | None = None  # use at most this many (a fixed sample, sorted by path)
+
+    def errors(self, path: str) -> list[str]:
+        e = _Errors()
+        e.need(self.source != "folder" or self.root is not None, f"{path}.root: required when {path}.source is 'folder'")
+        e.need(self.root is None or self.source == "folder",
+               f"{path}.root: only used with {path}.source 'folder', got source {self.source!r}")
+        e.need(self.count >= 1, f"{path}.count: must be >= 1, got {self.count}")
+        e.need(self.max_videos is None or self.max_videos >= 1,
+               f"{path}.max_videos: must be >= 1 or null, got {self.max_videos}")
+        return e
+
+    @property
+    def enabled(self) -> bool:
+        return self.source != "none"
+
+
+@dataclass(frozen=True)
 class DataConfig:
     """Where videos come from, how they are split and how clips are cut from them."""
 
@@ -132,6 +165,7 @@ class DataConfig:
     aug_schedule: Literal["random", "cycle"] = "random"
     flow: FlowMethod = "none"  # optical flow cached by the data stage
     synthetic: SynthConfig = field(default_factory=SynthConfig)
+    unlabeled: UnlabeledConfig = field(default_factory=UnlabeledConfig)
     clip_len: int = 16
     frame_interval: int = 1
     resize: tuple[int, int] = (128, 171)  # H, W frames are resized to (and cached at)
@@ -168,6 +202,7 @@ class DataConfig:
                 e.append(f"{path}.group_regex: {self.group_regex!r} is not a valid regular expression ({exc})")
         e += self.augment_params.errors(f"{path}.augment_params")
         e += self.synthetic.errors(f"{path}.synthetic")
+        e += self.unlabeled.errors(f"{path}.unlabeled")
         return e
 
 
@@ -177,6 +212,9 @@ class TrainConfig:
     so the scratch baseline and the KD student differ only in the loss."""
 
     model: str = "c3d_student"  # a name of the model registry (edgekd/models/__init__.py)
+    # this network's initialisation and batch order; null: the recipe's seed. A sweep over
+    # student.seed trains several students against one teacher (the teacher's key ignores it)
+    seed: int | None = None
     width_mult: float = 1.0
     dropout: float = 0.5
     epochs: int = 10
@@ -231,8 +269,12 @@ class DistillConfig:
     teacher_backend: TeacherBackend = "pytorch"
     teacher_calibration_clips: int = 64  # openvino_int8: training-split clips NNCF calibrates on
     # replay teacher outputs per (video, augmentation variant); needs data.aug_variants. disk also
-    # persists them in the student_kd stage dir for later runs with the same teacher and data
+    # persists them in data.cache_dir for later runs (other student seeds) with the same teacher and data
     cache: Literal["off", "memory", "disk"] = "memory"
+    # with data.unlabeled: share of each KD batch drawn from the transfer set (soft term only); the rest are labelled clips
+    # (hard and soft terms). Batches keep student.batch_size and epochs their step count, so KD
+    # costs the scratch student's steps plus the teacher's passes
+    unlabeled_ratio: float = 0.5
     # distill.<method>: {param: value}: parameter blocks of KD losses, by loss name
     blocks: dict[str, Any] = field(default_factory=dict, metadata=BLOCKS)
 
@@ -240,6 +282,7 @@ class DistillConfig:
         e = _Errors()
         e.need(self.teacher_calibration_clips >= 1,
                f"{path}.teacher_calibration_clips: must be >= 1, got {self.teacher_calibration_clips}")
+        e.need(0 <= self.unlabeled_ratio < 1, f"{path}.unlabeled_ratio: must be in [0, 1), got {self.unlabeled_ratio}")
         return e
 
 
@@ -315,6 +358,9 @@ class PretrainConfig:
     Defaults are Camarena Table 1 (SGD 1e-2, momentum 0.9, weight decay 5e-4, contrastive weight 0.5)."""
 
     enabled: bool = False
+    networks: tuple[Literal["student", "teacher"], ...] = ("student",)  # which networks are pretrained
+    # clips it learns from: the labelled training videos (labels unused), the unlabelled transfer set, or both
+    data: Literal["labeled", "unlabeled", "both"] = "labeled"
     epochs: int = 200
     batch_size: int = 16
     optimizer: Optimizer = "sgd"
@@ -343,7 +389,17 @@ class PretrainConfig:
                f"temperature {self.temperature}, contrastive_weight {self.contrastive_weight}")
         e.need(len(set(self.transforms)) == len(self.transforms) and len(self.transforms) >= 2,
                f"{path}.transforms: need at least 2 distinct pretext classes, got {list(self.transforms)}")
+        e.need(bool(self.networks) and len(set(self.networks)) == len(self.networks),
+               f"{path}.networks: list student and/or teacher once each, got {list(self.networks)}")
         return e
+
+    @property
+    def student_enabled(self) -> bool:
+        return self.enabled and "student" in self.networks
+
+    @property
+    def teacher_enabled(self) -> bool:
+        return self.enabled and "teacher" in self.networks
 
 
 @dataclass(frozen=True)
@@ -360,7 +416,7 @@ class SweepConfig:
     points: tuple[dict[str, Any], ...] = ()
     exclude: tuple[dict[str, Any], ...] = ()  # drop variants matching every key/value of an entry
     # stages each variant runs (names from the stage table, edgekd/stages/table.py)
-    stages: tuple[str, ...] = ("data", "pretrain", "teacher", "student_scratch", "student_kd")
+    stages: tuple[str, ...] = ("data", "pretrain", "pretrain_teacher", "teacher", "student_scratch", "student_kd")
     table: SweepTable = "generic"
     # camarena: named epochs at which accuracy is read (best val top-1 up to that epoch); empty: 25/75/100%
     epoch_marks: dict[str, int] = field(default_factory=dict)
@@ -455,6 +511,14 @@ class Recipe:
         for sec in ("teacher", "student"):
             e.need(getattr(r, sec).modality == "rgb" or d.flow != "none",
                    f"{sec}.modality: 'flow' needs optical flow from the data stage; set data.flow (tvl1 or farneback)")
+        e.need(d.unlabeled.source != "synthetic" or d.source == "synthetic",
+               f"data.unlabeled.source: 'synthetic' shows the built-in actions, so data.source must be synthetic too, "
+               f"got {d.source!r}")
+        e.need(d.unlabeled.source != "train_rest" or d.fraction < 100,
+               "data.unlabeled.source: 'train_rest' is the training videos data.fraction leaves out; "
+               f"data.fraction is {d.fraction:g}, so there are none")
+        e.need(not (p.enabled and p.data != "labeled") or d.unlabeled.enabled,
+               f"pretrain.data: {p.data!r} needs an unlabelled transfer set (data.unlabeled.source)")
         if p.enabled:
             e.need("rotation" not in p.transforms or d.crop[0] == d.crop[1],
                    f"pretrain.transforms: rotation needs a square data.crop (90 degrees swaps H and W), got {list(d.crop)}")

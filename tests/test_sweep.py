@@ -144,7 +144,7 @@ def stub_stages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
             if stage == "data":
                 (out / "split.json").write_text(json.dumps({"seed": rd.recipe.seed}))
                 return {"train": 10}
-            if stage == "pretrain":
+            if stage in ("pretrain", "pretrain_teacher"):
                 return {"enabled": False}
             acc = _fake_acc(rd, stage)
             (out / "ckpt.pt").write_bytes(f"{stage}-{acc}".encode())
@@ -363,3 +363,14 @@ def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
     assert [v["status"] for v in json.loads((root / "variants.json").read_text())] == ["done", "done"]
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         run_sweep(r, jobs=0)
+
+
+def test_student_seeds_share_one_teacher(tmp_path: Path, stub_stages: list) -> None:
+    """student.seed repeats the student, not the teacher: the teacher's key ignores it, so a sweep
+    over three student seeds trains one teacher and three students of each kind."""
+    r = parse_recipe(_raw(tmp_path, {"student.seed": [0, 1, 2]}, table="ullah"))
+    summary = run_sweep(r)
+    assert [s for s, _ in stub_stages].count("teacher") == 1
+    assert [s for s, _ in stub_stages].count("student_scratch") == 3
+    rows = {row[0]: row[2] for row in summary["rows"]}
+    assert rows["Teacher"]["n"] == 1 and rows["Student without KD"]["n"] == 3

@@ -151,6 +151,7 @@ class ClipDataset(Dataset):
         aug_schedule: str = "random",
         seed: int = 0,
         with_extras: bool = False,
+        key_offset: int = 0,
     ) -> None:
         if clips_per_video < 1:
             raise ValueError(f"clips_per_video must be >= 1, got {clips_per_video}")
@@ -184,6 +185,9 @@ class ClipDataset(Dataset):
         self.epoch = 0
         self.seed = seed
         self.with_extras = with_extras
+        # added to the video index in clip keys and augmentation seeds: a second dataset (the
+        # unlabelled transfer set) mixed into the same batches gets keys and draws of its own
+        self.key_offset = key_offset
         ch, cw = spec.crop
         if ch > cache.resize[0] or cw > cache.resize[1]:
             raise ValueError(f"crop {spec.crop} is larger than the cached frame size {cache.resize}")
@@ -243,7 +247,7 @@ class ClipDataset(Dataset):
         assert self.aug_variants is not None
         if self.aug_schedule == "cycle":
             # a seed sequence other than the clip's own [seed, i, v]: the offset is independent of the params
-            offset = int(np.random.default_rng([self.seed, i, 2**32]).integers(self.aug_variants))
+            offset = int(np.random.default_rng([self.seed, self.key_offset + i, 2**32]).integers(self.aug_variants))
             return (self.epoch + offset) % self.aug_variants
         return int(torch.randint(0, self.aug_variants, ()).item())
 
@@ -252,7 +256,7 @@ class ClipDataset(Dataset):
         if self.aug_variants is None:
             return np.random.default_rng(int(torch.randint(0, 2**62, ()).item())), -1
         v = self.variant(i)
-        return np.random.default_rng([self.seed, i, v]), v
+        return np.random.default_rng([self.seed, self.key_offset + i, v]), v
 
     def _train_sample(self, i: int, rng: np.random.Generator) -> tuple[np.ndarray | None, np.ndarray | None]:
         """Augmented uint8 ``(T, H, W, 3)`` RGB and/or ``(T, H, W, 2)`` flow clips of one draw."""
@@ -310,7 +314,7 @@ class ClipDataset(Dataset):
         if self.modality == "rgb+flow":
             extras["flow"] = flow  # type: ignore[assignment]
         if self.with_extras:
-            extras["clip_key"] = torch.tensor([i, v], dtype=torch.long)
+            extras["clip_key"] = torch.tensor([self.key_offset + i, v], dtype=torch.long)
         if extras:
             return clip, label, extras
         return clip, label

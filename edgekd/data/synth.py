@@ -44,6 +44,7 @@ __all__ = [
     "SynthResult",
     "VideoParams",
     "generate_dataset",
+    "generate_unlabeled",
     "pose_trajectory",
     "render_video",
     "sample_actor",
@@ -856,6 +857,53 @@ def _plan_groups(per_class: int, clips_per_group: int) -> list[int]:
     return [n for n in counts if n > 0]
 
 
+def _split_into_groups(n: int, clips_per_group: int) -> list[int]:
+    """``n`` clips in groups of at most ``clips_per_group``."""
+    full, rest = divmod(n, clips_per_group)
+    return [clips_per_group] * full + ([rest] if rest else [])
+
+
+def generate_unlabeled(
+    out: str | Path,
+    *,
+    count: int,
+    classes: Sequence[str] | None = None,
+    seed: int = 0,
+    num_frames: int = 48,
+    size: tuple[int, int] = (160, 120),
+    fps: float = 25.0,
+    show_progress: bool = True,
+) -> list[Path]:
+    """``count`` unlabelled videos ``u_NNNNN.avi`` under ``out``: the footage a user has without labels.
+
+    Each shows one of ``classes`` (drawn at random) performed by an actor of its own, in a scene of
+    its own, from a random stream that never meets a labelled video's (their actors and scenes are
+    neither the training nor the test actors). The actions drawn are kept in ``synth_unlabeled.json``
+    for diagnostics only (how often the teacher labels the transfer set correctly); nothing in
+    training reads them. Written last, so its presence means the videos are complete.
+    """
+    chosen = _resolve_classes(classes)
+    if not isinstance(count, int) or count < 1:
+        raise ValueError(f"count must be an integer >= 1, got {count!r}")
+    size = _check_size(size)
+    root = Path(out)
+    stream = 2000 + len(ACTIONS)  # outside the labelled streams (action indices and the actor stream)
+    paths, actions = [], []
+    for i in tqdm(range(count), desc="synth unlabelled", unit="video", disable=not show_progress):
+        rng = np.random.default_rng([seed, stream, i])
+        action = chosen[int(rng.integers(len(chosen)))]
+        actor = sample_actor(rng)
+        path = root / f"u_{i:05d}.avi"
+        write_video(path, render_video(action, rng, num_frames=num_frames, size=size, fps=fps, actor=actor), fps)
+        paths.append(path)
+        actions.append(action)
+    write_json(root / "synth_unlabeled.json", {"generator": "edgekd.data.synth", "edgekd_version": __version__,
+                                               "seed": seed, "count": count, "classes": list(chosen),
+                                               "num_frames": num_frames, "size": list(size), "fps": fps,
+                                               "videos": [p.name for p in paths], "actions": actions})
+    return paths
+
+
 def generate_dataset(
     out: str | Path,
     *,
@@ -867,6 +915,7 @@ def generate_dataset(
     fps: float = 25.0,
     clips_per_group: int = 4,
     show_progress: bool = True,
+    test_per_class: int | None = None,
 ) -> SynthResult:
     """Write a UCF101-style synthetic dataset under ``out`` and return what was written.
 
@@ -876,6 +925,11 @@ def generate_dataset(
     would be only one group, clips are spread over two. Group ``gGG`` is the same actor + scene in
     every class. The lists and ``synth.json`` are written last, so their presence means the videos
     are complete.
+
+    ``test_per_class`` sizes the test set on its own: ``per_class`` clips per class then all go to
+    training and ``test_per_class`` more, in groups of their own (unseen actors), form the test set.
+    A few labelled training videos and hundreds of test videos is how a small experiment gets
+    accuracy intervals of a few points.
     """
     chosen = _resolve_classes(classes)
     if not isinstance(per_class, int) or per_class < 2:
@@ -891,8 +945,15 @@ def generate_dataset(
     size = _check_size(size)
 
     root = Path(out)
-    groups = _plan_groups(per_class, clips_per_group)
-    n_test_groups = min(len(groups) - 1, max(1, int(len(groups) * 0.25 + 0.5)))
+    if test_per_class is None:
+        groups = _plan_groups(per_class, clips_per_group)
+        n_test_groups = min(len(groups) - 1, max(1, int(len(groups) * 0.25 + 0.5)))
+    else:
+        if not isinstance(test_per_class, int) or test_per_class < 1:
+            raise ValueError(f"test_per_class must be an integer >= 1, got {test_per_class!r}")
+        train_groups = _split_into_groups(per_class, clips_per_group)
+        test_groups = _split_into_groups(test_per_class, clips_per_group)
+        groups, n_test_groups = train_groups + test_groups, len(test_groups)
     first_test = len(groups) - n_test_groups + 1  # 1-based group id
     # The actor stream id is outside the range of action indices, so it never collides with a video seed.
     actors = {g: sample_actor(np.random.default_rng([seed, 1000 + len(ACTIONS), g])) for g in range(1, len(groups) + 1)}
@@ -928,6 +989,7 @@ def generate_dataset(
             "clips_per_group": clips_per_group,
             "groups": len(groups),
             "test_groups": list(range(first_test, len(groups) + 1)),
+            "test_per_class": test_per_class,
             "num_frames": num_frames,
             "size": list(size),
             "fps": fps,

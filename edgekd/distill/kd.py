@@ -111,7 +111,8 @@ def build_kd(
         t = teacher_out(clips, extras)
         f_s = None if s_tap is None or proj is None else proj(s_tap.pop().float())
         terms = loss.term(logits, t.logits, params, f_s, t.features)
-        return combine(terms, logits, labels)
+        labelled = labels >= 0  # transfer-set clips carry label -1: their soft terms only
+        return combine(terms, logits, labels, None if bool(labelled.all()) else labelled)
 
     extra = [proj] if proj is not None and any(True for _ in proj.parameters()) else []
     return KDSetup(kd_loss, teacher, proj, extra, loss.name)

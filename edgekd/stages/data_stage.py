@@ -25,8 +25,10 @@ from edgekd.data.clips import MODALITIES, ClipDataset, ClipSpec, make_loader
 from edgekd.data.decode import VideoDecodeError
 from edgekd.data.flow import FlowCache
 from edgekd.data.fractions import apply_fraction
+from edgekd.data.mixing import MixedBatchSampler, MixedDataset
 from edgekd.data.readers import read_dataset
 from edgekd.data.splits import (
+    VIDEO_EXTENSIONS,
     DatasetSplit,
     VideoItem,
     load_split,
@@ -75,6 +77,7 @@ def run_data(rd: RunDir) -> dict[str, object]:
     bad = dict(cache.warm(paths, workers=d.workers, desc="decode"))
     bad.update(_too_short(cache, [p for p in paths if p not in bad], min_frames=_min_frames(d)))
     split = _drop_bad(split, bad, d.on_bad_video)
+    full_train = list(split.train)
     split, fraction = apply_fraction(split, d.fraction, seed=r.seed)
     flow_stats = None
     if d.flow != "none":
@@ -87,6 +90,12 @@ def run_data(rd: RunDir) -> dict[str, object]:
         write_json(out / "flow.json", flow_stats)
     if not split.train or not split.test:
         raise DataError(f"{root}: the split has {len(split.train)} train and {len(split.test)} test videos; need both")
+    unlabeled_report = None
+    if d.unlabeled.enabled:
+        transfer, unlabeled_report = _transfer_set(rd, split, full_train, cache)
+        write_json(out / UNLABELED_FILE, transfer)
+    else:
+        (out / UNLABELED_FILE).unlink(missing_ok=True)
     save_split(split, out / "split.json")
     write_json(out / "fraction.json", fraction)
     report = {
@@ -98,6 +107,8 @@ def run_data(rd: RunDir) -> dict[str, object]:
         "counts": {"classes": len(split.classes), "train": len(split.train), "val": len(split.val),
                    "test": len(split.test)},
     }
+    if unlabeled_report is not None:
+        report["unlabeled"] = unlabeled_report
     write_json(out / "report.json", report)
     outputs: dict[str, object] = {
         "root": str(root), "classes": len(split.classes), "train": len(split.train), "val": len(split.val),
@@ -105,7 +116,71 @@ def run_data(rd: RunDir) -> dict[str, object]:
         "fraction": d.fraction, "decode_s": round(time.perf_counter() - start, 2)}
     if flow_stats is not None:
         outputs["flow_ms_per_pair"] = flow_stats["ms_per_pair"]
+    if unlabeled_report is not None:
+        outputs["unlabeled"] = unlabeled_report["count"]
     return outputs
+
+
+UNLABELED_FILE = "unlabeled.json"  # the transfer set: its root and videos (relative paths)
+
+
+def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
+                  cache: FrameCache) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The unlabelled transfer set (``data.unlabeled``): listed, decoded into the frame cache like
+    the labelled videos, bad ones reported (and dropped or raised per ``data.on_bad_video``). It
+    never shares a video with the labelled splits: a folder's videos that are also listed for
+    train, val or test are left out and counted."""
+    r, d = rd.recipe, rd.recipe.data
+    u = d.unlabeled
+    labelled = {split.path(it).resolve() for it in split.train + split.val + split.test}
+    overlap = 0
+    if u.source == "synthetic":
+        from edgekd.data.synth import generate_unlabeled
+
+        root = rd.stage_dir("data") / "unlabeled"
+        s = d.synthetic
+        wanted = {"seed": r.seed, "count": u.count, "num_frames": s.num_frames, "size": list(s.size),
+                  "classes": list(split.classes)}
+        marker = root / "synth_unlabeled.json"
+        meta = json.loads(marker.read_text()) if marker.is_file() else {}
+        if any(meta.get(k) != v for k, v in wanted.items()):
+            generate_unlabeled(root, count=u.count, classes=split.classes, seed=r.seed, num_frames=s.num_frames,
+                               size=s.size)
+        rels = [f"u_{i:05d}.avi" for i in range(u.count)]
+    elif u.source == "folder":
+        assert u.root is not None  # enforced by the recipe checks
+        root = Path(u.root).expanduser()
+        if not root.is_dir():
+            raise DataError(f"data.unlabeled.root: {root} is not a directory")
+        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+        rels = [p.relative_to(root).as_posix() for p in found if p.resolve() not in labelled]
+        overlap = len(found) - len(rels)
+    else:  # train_rest: the training videos the fraction left out
+        root = split.root
+        kept = {it.rel for it in split.train}
+        rels = [it.rel for it in full_train if it.rel not in kept]
+    if u.max_videos is not None and len(rels) > u.max_videos:
+        pick = np.random.default_rng([r.seed, 31337]).permutation(len(rels))[: u.max_videos]
+        rels = sorted(rels[i] for i in pick)
+    paths = [root / rel for rel in rels]
+    bad = dict(cache.warm(paths, workers=d.workers, desc="decode unlabelled"))
+    bad.update(_too_short(cache, [p for p in paths if p not in bad], min_frames=_min_frames(d)))
+    if bad and d.on_bad_video == "error":
+        lines = "\n".join(f"  {p}: {why}" for p, why in bad.items())
+        raise DataError(f"{len(bad)} unlabelled video(s) could not be used (data.on_bad_video: error; set it to "
+                        f"skip to drop them):\n{lines}")
+    rels = [rel for rel, p in zip(rels, paths) if p not in bad]
+    if d.flow != "none":
+        flow_bad, _ = FlowCache(cache, d.flow).warm([root / rel for rel in rels], workers=max(1, d.workers))
+        bad.update(dict(flow_bad))
+        rels = [rel for rel in rels if root / rel not in bad]
+    if not rels:
+        raise DataError(f"data.unlabeled ({u.source}): no usable video under {root}")
+    transfer = {"source": u.source, "root": str(root), "videos": rels}
+    report = {"source": u.source, "root": str(root), "count": len(rels), "in_labelled_splits_left_out": overlap,
+              "bad_videos": {"count": len(bad), "policy": d.on_bad_video,
+                             "videos": [{"path": str(p), "reason": why} for p, why in bad.items()]}}
+    return transfer, report
 
 
 def _min_frames(d: DataConfig) -> int:
@@ -177,6 +252,8 @@ class DataContext:
     cache: FrameCache
     spec: ClipSpec
     flow_cache: FlowCache | None = None
+    # the unlabelled transfer set as a split whose train list holds its videos, labelled -1
+    unlabeled: DatasetSplit | None = None
 
     @classmethod
     def load(cls, rd: RunDir) -> DataContext:
@@ -189,7 +266,16 @@ class DataContext:
                         mean=norm["rgb_mean"], std=norm["rgb_std"])  # type: ignore[arg-type]
         cache = FrameCache(d.cache_dir, resize=d.resize)
         flow = FlowCache(cache, d.flow) if d.flow != "none" else None
-        return cls(rd.recipe, load_split(split_path), cache, spec, flow)
+        split = load_split(split_path)
+        unlabeled = None
+        transfer_path = rd.stage_dir("data") / UNLABELED_FILE
+        if d.unlabeled.enabled:
+            if not transfer_path.is_file():
+                raise FileNotFoundError(f"{transfer_path} is missing: run the data stage (data.unlabeled is set)")
+            t = json.loads(transfer_path.read_text())
+            unlabeled = DatasetSplit(Path(t["root"]), split.classes, [VideoItem(rel, -1) for rel in t["videos"]], [], [],
+                                     f"unlabelled transfer set ({t['source']})")
+        return cls(rd.recipe, split, cache, spec, flow, unlabeled)
 
     @property
     def input_shape(self) -> tuple[int, int, int, int]:
@@ -234,9 +320,38 @@ class DataContext:
                            aug_variants=d.aug_variants if train else None, aug_schedule=d.aug_schedule if train else "random",
                            seed=self.recipe.seed, with_extras=train)
 
-    def train_loader(self, batch_size: int, modality: str = "rgb") -> DataLoader:
+    def train_loader(self, batch_size: int, modality: str = "rgb", seed: int | None = None) -> DataLoader:
+        """Shuffled, augmented training batches; ``seed`` (default the recipe's) orders them."""
         return make_loader(self.dataset("train", train=True, modality=modality), batch_size=batch_size, shuffle=True,
-                           workers=self.recipe.data.workers, seed=self.recipe.seed, drop_last=False)
+                           workers=self.recipe.data.workers, seed=self.recipe.seed if seed is None else seed,
+                           drop_last=False)
+
+    def unlabeled_dataset(self, modality: str = "rgb") -> ClipDataset:
+        """The transfer set as augmented training clips (label -1), with clip keys and augmentation
+        draws of its own (offset past the labelled training videos)."""
+        if self.unlabeled is None:
+            raise ValueError("no unlabelled transfer set: set data.unlabeled in the recipe and re-run the data stage")
+        self._check_modality(modality)
+        d = self.recipe.data
+        norm = normalization_for(d.augment)
+        return ClipDataset(self.unlabeled, "train", self.cache, self.spec, train=True, hflip=d.hflip,
+                           augment=d.augment, augment_params=d.augment_params, modality=modality,
+                           flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
+                           aug_variants=d.aug_variants, aug_schedule=d.aug_schedule, seed=self.recipe.seed,
+                           with_extras=True, key_offset=len(self.split.train))
+
+    def mixed_train_loader(self, batch_size: int, ratio: float, modality: str = "rgb",
+                           seed: int | None = None) -> DataLoader:
+        """Training batches mixing labelled clips with transfer-set clips (``edgekd.data.mixing``):
+        as many batches of ``batch_size`` as :meth:`train_loader` gives, ``ratio`` of each unlabelled."""
+        labelled = self.dataset("train", train=True, modality=modality)
+        mixed = MixedDataset(labelled, self.unlabeled_dataset(modality))
+        gen = torch.Generator()
+        gen.manual_seed(self.recipe.seed if seed is None else seed)
+        sampler = MixedBatchSampler(len(labelled), len(mixed.unlabelled), batch_size=batch_size, ratio=ratio,
+                                    generator=gen)
+        return DataLoader(mixed, batch_sampler=sampler, num_workers=self.recipe.data.workers, generator=gen,
+                          persistent_workers=False, pin_memory=False)
 
     def eval_loader(self, subset: str, batch_size: int, modality: str = "rgb") -> DataLoader:
         ds = self.dataset(subset, train=False, clips_per_video=self.recipe.data.eval_clips, modality=modality)

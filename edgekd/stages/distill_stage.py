@@ -23,10 +23,9 @@ from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import RunDir
 from edgekd.stages.train_stage import input_spec, run_train
 from edgekd.train.checkpoint import load_checkpoint
+from edgekd.utils import distributed as dist
 from edgekd.utils.atomic import atomic_path
 from edgekd.utils.hashing import stable_hash
-
-CACHE_FILE = "teacher_cache.pt"  # the teacher-output cache, with distill.cache: disk
 
 
 def run_student_kd(rd: RunDir) -> dict[str, Any]:
@@ -39,9 +38,11 @@ class _KDPlug:
     """The KD loss as :class:`~edgekd.stages.train_stage.ExtraLoss`."""
 
     kd: KDSetup
-    train_modality: str
-    cache: str
+    ctx: DataContext
+    train_modality: str  # "rgb", or "rgb+flow" for a flow teacher and an RGB student
+    cache: Path | None  # the teacher-output cache file (distill.cache: disk)
     method: str  # as the recipe names it (a paper's name or the mechanism's)
+    unlabeled_ratio: float  # share of each batch from the transfer set; 0 without one
 
     @property
     def loss_fn(self) -> Any:
@@ -50,6 +51,11 @@ class _KDPlug:
     @property
     def extra_modules(self) -> list[nn.Module]:
         return self.kd.extra_modules
+
+    def train_loader(self, batch_size: int, seed: int) -> Any:
+        if self.unlabeled_ratio > 0:
+            return self.ctx.mixed_train_loader(batch_size, self.unlabeled_ratio, modality=self.train_modality, seed=seed)
+        return self.ctx.train_loader(batch_size, modality=self.train_modality, seed=seed)
 
     def on_fallback(self, precision: str) -> None:
         self.kd.teacher.fall_back_to_fp32()
@@ -60,14 +66,18 @@ class _KDPlug:
                 torch.save({k: v.detach().float() for k, v in self.kd.extra_modules[0].state_dict().items()}, tmp)
 
     def finish(self, out: Path) -> dict[str, Any]:
-        if self.cache == "disk":
-            self.kd.teacher.save(out / CACHE_FILE)
-        return {"kd": {"method": self.method, **self.kd.describe()}}
+        if self.cache is not None:
+            self.kd.teacher.save(self.cache)
+        return {"kd": {"method": self.method, "unlabeled_ratio": self.unlabeled_ratio, **self.kd.describe()}}
 
 
 def _kd_plug(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module, precision: str) -> _KDPlug:
-    return _KDPlug(_kd_setup(rd, ctx, cfg, student, precision), _train_modality(rd, cfg), rd.recipe.distill.cache,
-                   rd.recipe.distill.method)
+    kd, cache = _kd_setup(rd, ctx, cfg, student, precision)
+    ratio = rd.recipe.distill.unlabeled_ratio if ctx.unlabeled is not None else 0.0
+    if ratio > 0 and dist.is_distributed():
+        raise NotImplementedError("distillation with an unlabelled transfer set runs in one process; "
+                                  "run it without torchrun (or set distill.unlabeled_ratio: 0)")
+    return _KDPlug(kd, ctx, _train_modality(rd, cfg), cache, rd.recipe.distill.method, ratio)
 
 
 def _train_modality(rd: RunDir, cfg: TrainConfig) -> str:
@@ -76,7 +86,8 @@ def _train_modality(rd: RunDir, cfg: TrainConfig) -> str:
     return cfg.modality if t == cfg.modality else f"{cfg.modality}+{t}"
 
 
-def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module, precision: str) -> KDSetup:
+def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module,
+              precision: str) -> tuple[KDSetup, Path | None]:
     """Frozen teacher + the recipe's KD loss. The teacher runs in eval mode (no dropout) at the
     student's training precision, and never receives gradients. A teacher trained on other classes
     or other clips is refused; a flow teacher is accepted for an RGB student when frames and crop agree."""
@@ -104,6 +115,9 @@ def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module
                   precision=precision, channels_last=cfg.channels_last,
                   teacher_input="clips" if t_modality == cfg.modality else t_modality, fingerprint=fingerprint,
                   teacher_calibration=calibration)
-    if dcfg.cache == "disk":
-        kd.teacher.load(rd.stage_dir("student_kd") / CACHE_FILE)
-    return kd
+    cache = None
+    if dcfg.cache == "disk":  # shared by every run with this teacher and data (other student seeds)
+        cache = Path(rd.recipe.data.cache_dir) / "teacher_outputs" / f"{fingerprint}.pt"
+        if kd.teacher.load(cache):
+            print(f"[student_kd] teacher outputs from {cache}: {len(kd.teacher)} (video, variant) entries")
+    return kd, cache

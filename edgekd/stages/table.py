@@ -38,16 +38,19 @@ class Stage:
     external_inputs: tuple[str, ...] = ()
 
 
-_STUDENT_PRETRAIN = (("pretrain", "pretrain.enabled"),)  # students start from pretrain/ckpt.pt when enabled
+_STUDENT_PRETRAIN = (("pretrain", "pretrain.student_enabled"),)  # students start from pretrain/ckpt.pt then
 
 STAGES: tuple[Stage, ...] = (
     Stage("data", "synthetic videos, split, frame cache (and optical flow), bad-video report",
-          ("data",), (), "edgekd.stages.data_stage:run_data", ("data",), artifacts=("split.json",)),
+          ("data",), (), "edgekd.stages.data_stage:run_data", ("data",),
+          artifacts=("split.json", "unlabeled.json")),
     Stage("pretrain", "self-supervised pretraining of the student network (when pretrain.enabled)",
           ("pretrain", "student"), ("data",), "edgekd.stages.pretrain_stage:run_pretrain", ("pretrain", "train")),
+    Stage("pretrain_teacher", "self-supervised pretraining of the teacher network (pretrain.networks)",
+          ("pretrain", "teacher"), ("data",), "edgekd.stages.pretrain_stage:run_pretrain_teacher", ("pretrain", "train")),
     Stage("teacher", "the teacher, trained with cross-entropy", ("teacher",), ("data",),
           "edgekd.stages.train_stage:run_teacher", ("train", "teacher"), distributed=True, model_role=True,
-          external_inputs=("teacher.pretrained",)),
+          upstream_when=(("pretrain_teacher", "pretrain.teacher_enabled"),), external_inputs=("teacher.pretrained",)),
     Stage("student_scratch", "the student with cross-entropy only: the baseline", ("student",), ("data",),
           "edgekd.stages.train_stage:run_student_scratch", ("train",), distributed=True, model_role=True,
           upstream_when=_STUDENT_PRETRAIN, external_inputs=("student.pretrained",)),

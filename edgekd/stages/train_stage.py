@@ -39,7 +39,8 @@ class ExtraLoss(Protocol):
 
     loss_fn: LossFn
     extra_modules: list[nn.Module]
-    train_modality: str  # what training batches carry: "rgb", or "rgb+flow" for a flow teacher
+
+    def train_loader(self, batch_size: int, seed: int) -> DataLoader: ...  # the batches it trains on
 
     def on_fallback(self, precision: str) -> None: ...  # training switched from bf16 to fp32
 
@@ -86,16 +87,18 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
     """
     cfg = _config_for(rd, role)
     ctx = DataContext.load(rd)
-    seed_everything(rd.recipe.seed)
+    seed = rd.recipe.seed if cfg.seed is None else cfg.seed  # this network's init and batch order
+    seed_everything(seed)
     model, kwargs = build_for(cfg, len(ctx.split.classes), ctx)
-    if role != "teacher" and rd.recipe.pretrain.enabled:  # fine-tune the self-supervised backbone, fresh head
-        print(f"[{role}] from pretrain/ckpt.pt: {init_from_pretrain(model, rd)}", flush=True)
+    pretrained_by = "pretrain_teacher" if role == "teacher" else "pretrain"
+    if getattr(rd.recipe.pretrain, "teacher_enabled" if role == "teacher" else "student_enabled"):
+        # fine-tune the self-supervised backbone, fresh head
+        print(f"[{role}] from {pretrained_by}/ckpt.pt: {init_from_pretrain(model, rd, pretrained_by)}", flush=True)
     out = rd.stage_dir(role)
     choice = training_precision(rd, cfg, kwargs, ctx)
     if dist.is_main():
         print(f"[{role}] {choice.line()}", flush=True)
     plug = None if extra is None else extra(rd, ctx, cfg, model, choice.precision)
-    train_modality = cfg.modality if plug is None else plug.train_modality
     spec = input_spec(ctx, cfg.modality)
 
     def on_best(m: nn.Module, row: dict[str, Any]) -> None:
@@ -109,8 +112,9 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
                       max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule)
     # resume checkpoint keyed on this stage's inputs: a changed recipe or upstream artifact discards it
     with deterministic_mode(rd.recipe.deterministic):
-        best = fit(model, _loader(ctx, "train", cfg.batch_size, train_modality),
-                   _loader(ctx, "val", cfg.batch_size, cfg.modality), opts,
+        train = ctx.train_loader(cfg.batch_size, modality=cfg.modality, seed=seed) if plug is None \
+            else plug.train_loader(cfg.batch_size, seed)
+        best = fit(model, train, ctx.eval_loader("val", cfg.batch_size, modality=cfg.modality), opts,
                    loss_fn=cross_entropy_loss if plug is None else plug.loss_fn,
                    extra_modules=() if plug is None else plug.extra_modules,
                    on_best=on_best, metrics_path=out / "metrics.jsonl",
@@ -120,11 +124,11 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
         return {}
     # test accuracy of the kept (best-on-val) checkpoint, in fp32, for the record
     final = load_checkpoint(out / "ckpt.pt").build()
-    test = evaluate(final, _loader(ctx, "test", cfg.batch_size, cfg.modality))
+    test = evaluate(final, ctx.eval_loader("test", cfg.batch_size, modality=cfg.modality))
     result = {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
               **({"test_top5": test["top5"]} if "top5" in test else {}),
               "params": count_params(final), "precision": best["final_precision"], "precision_choice": choice.to_dict(),
-              "modality": cfg.modality}
+              "modality": cfg.modality, "seed": seed}
     if best["precision_fallback"]:
         result["precision_fallback"] = best["precision_fallback"]
     if plug is not None:
@@ -132,12 +136,12 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
     return result
 
 
-def init_from_pretrain(model: nn.Module, rd: RunDir) -> str:
-    """Load ``pretrain/ckpt.pt`` into a freshly built student, keeping the student's fresh head
-    (the pretrained one never saw a class label). Any other mismatch is an error listing the keys."""
+def init_from_pretrain(model: nn.Module, rd: RunDir, stage: str = "pretrain") -> str:
+    """Load ``<stage>/ckpt.pt`` (a pretrain stage's) into a freshly built network, keeping its fresh
+    head (the pretrained one never saw a class label). Any other mismatch is an error listing the keys."""
     from edgekd.models.pretrained import load_pretrained
 
-    report = load_pretrained(model, rd.stage_dir("pretrain") / "ckpt.pt", layout="edgekd", reset_head=True)
+    report = load_pretrained(model, rd.stage_dir(stage) / "ckpt.pt", layout="edgekd", reset_head=True)
     return report.summary()
 
 
@@ -149,13 +153,6 @@ def run_teacher(rd: RunDir) -> dict[str, Any]:
 def run_student_scratch(rd: RunDir) -> dict[str, Any]:
     """Stage entry: the student with cross-entropy only."""
     return run_train(rd, "student_scratch")
-
-
-def _loader(ctx: DataContext, subset: str, batch_size: int, modality: str) -> DataLoader:
-    """Train loader (``rgb``, ``flow`` or ``rgb+flow``) or eval loader of ``subset``."""
-    if subset == "train":
-        return ctx.train_loader(batch_size, modality=modality)
-    return ctx.eval_loader(subset, batch_size, modality=modality)
 
 
 def input_spec(ctx: DataContext, modality: str) -> dict[str, Any]:

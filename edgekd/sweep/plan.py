@@ -10,7 +10,10 @@ from typing import Any
 from edgekd.recipe import Recipe, RecipeError, expand_grid, variant_data, variant_slugs
 from edgekd.stages.validate import check_variants, parse_recipe
 
-__all__ = ["Variant", "plan_sweep", "sweep_root"]
+__all__ = ["SEED_KEYS", "Variant", "plan_sweep", "sweep_root"]
+
+# keys that repeat a configuration rather than change it: the summary's intervals are over their values
+SEED_KEYS = ("seed", "student.seed", "teacher.seed")
 
 
 @dataclass(frozen=True)
@@ -23,8 +26,8 @@ class Variant:
 
     @property
     def config(self) -> dict[str, Any]:
-        """The overrides other than ``seed``: what identifies a row of the summary table."""
-        return {k: v for k, v in self.overrides.items() if k != "seed"}
+        """The overrides other than the seeds: what identifies a row of the summary table."""
+        return {k: v for k, v in self.overrides.items() if k not in SEED_KEYS}
 
 
 def sweep_root(recipe: Recipe) -> Path:

@@ -36,7 +36,7 @@ from edgekd.distill.losses import kd_loss_labels
 from edgekd.recipe import Recipe
 from edgekd.stages.rundir import upstream_of
 from edgekd.stages.table import MODEL_ROLES, get_stage
-from edgekd.sweep.plan import sweep_root
+from edgekd.sweep.plan import SEED_KEYS, sweep_root
 from edgekd.utils.atomic import write_json, write_text
 from edgekd.utils.stats import Stat
 
@@ -253,7 +253,7 @@ def camarena_table(recipe: Recipe, variants: list[Any]) -> Table:
 def config_table(recipe: Recipe, variants: list[Any], *, hu: bool) -> Table:
     """One row per configuration; per model its accuracy (and, for ``hu``, parameters and top-5)."""
     c = recipe.sweep.confidence
-    keys = [k for k in recipe.sweep.swept_keys if k != "seed"]
+    keys = [k for k in recipe.sweep.swept_keys if k not in SEED_KEYS]
     roles = [r for r in MODEL_ROLES if r in recipe.sweep.stages]
     by_role = {r: group_runs(variants, r) for r in roles}
     has_top5 = {r: any(run.metric("test_top5") is not None for g in gs for run in g.runs.values())

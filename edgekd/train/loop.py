@@ -344,7 +344,7 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     extra_params = [p for m in extra_modules for p in m.parameters() if p.requires_grad]
     device = dist.device()
     total = min(len(loader), opts.max_steps_per_epoch or len(loader))
-    counts: dict[str, float] = {"n": 0, "loss": 0.0, "correct": 0}
+    counts: dict[str, float] = {"n": 0, "loss": 0.0, "correct": 0, "labelled": 0}
     start = time.perf_counter()
     bar = tqdm(loader, total=total, desc=f"{opts.desc} {epoch}/{opts.epochs}", leave=False, dynamic_ncols=True,
                disable=not dist.is_main())
@@ -353,9 +353,10 @@ def _train_epoch(net: nn.Module, loader: DataLoader, optimizer: torch.optim.Opti
     finally:
         bar.close()
     elapsed = time.perf_counter() - start
-    # whole-data-set numbers
-    n_seen, loss_sum, correct = dist.all_reduce_sum([counts["n"], counts["loss"], counts["correct"]])
-    return {"train_loss": loss_sum / max(n_seen, 1), "train_top1": correct / max(n_seen, 1),
+    # whole-data-set numbers (top-1 over labelled clips: transfer-set clips carry label -1)
+    n_seen, loss_sum, correct, labelled = dist.all_reduce_sum(
+        [counts["n"], counts["loss"], counts["correct"], counts["labelled"]])
+    return {"train_loss": loss_sum / max(n_seen, 1), "train_top1": correct / max(labelled, 1),
             "clips_per_s": n_seen / max(elapsed, 1e-9), "epoch_s": elapsed}
 
 
@@ -382,6 +383,7 @@ def _steps(bar: Any, total: int, net: nn.Module, optimizer: torch.optim.Optimize
         counts["n"] += b
         counts["loss"] += loss.item() * b
         counts["correct"] += int((logits.argmax(1) == labels).sum())
+        counts["labelled"] += int((labels >= 0).sum())
         rate = counts["n"] / max(time.perf_counter() - start, 1e-9)
         bar.set_postfix(loss=f"{counts['loss'] / counts['n']:.4f}", clips_s=f"{rate:.1f}")
 
