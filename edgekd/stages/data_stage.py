@@ -229,11 +229,12 @@ def _make_synthetic(r: Recipe, root: Path) -> None:
     marker = root / "synth.json"
     if marker.is_file() and (root / "classInd.txt").is_file():
         meta = json.loads(marker.read_text())
-        wanted = {"seed": r.seed, "per_class": s.per_class, "num_frames": s.num_frames, "size": list(s.size)}
+        wanted = {"seed": r.seed, "per_class": s.per_class, "num_frames": s.num_frames, "size": list(s.size),
+                  "clips_per_group": s.clips_per_group, "test_per_class": s.test_per_class}
         if all(meta.get(k) == v for k, v in wanted.items()) and (s.classes is None or meta.get("classes") == list(s.classes)):
             return
     generate_dataset(root, classes=s.classes, per_class=s.per_class, seed=r.seed, num_frames=s.num_frames,
-                     size=s.size, clips_per_group=s.clips_per_group)
+                     size=s.size, clips_per_group=s.clips_per_group, test_per_class=s.test_per_class)
 
 
 @dataclass
