@@ -12,7 +12,9 @@ from edgekd.bench import peak as peak_mod
 from edgekd.bench.e2e import eval_clip_from_file, measure_end_to_end
 from edgekd.bench.metrics import roc_curve
 from edgekd.bench.plots import (
+    pareto_front,
     plot_accuracy_vs_latency,
+    plot_differences,
     plot_latency_bars,
     plot_roc,
     plot_sweep,
@@ -64,6 +66,32 @@ def test_plots_write_pngs(tmp_path: Path) -> None:
     assert _is_png(plot_sweep(sweep, "T", "top1", tmp_path / "sweep.png", group_key="alpha"))
     with pytest.raises(KeyError, match="row 0 has no key 'temperature'"):
         plot_sweep(sweep, "temperature", "top1", tmp_path / "bad.png")
+    diffs = [{"label": "KD - scratch", "mean": 0.07, "lo": 0.03, "hi": 0.11, "values": [0.05, 0.07, 0.09]},
+             {"label": "teacher - scratch", "mean": 0.02, "lo": -0.01, "hi": 0.05}]
+    assert _is_png(plot_differences(diffs, tmp_path / "diffs.png", title="t"))
+
+
+def test_pareto_front_keeps_the_trade_offs_and_the_y_range_does_not_exaggerate(tmp_path: Path) -> None:
+    pts = [(30.0, 0.60), (8.0, 0.58), (5.0, 0.50), (1.5, 0.49), (9.0, 0.40), (2.0, 0.49)]
+    assert pareto_front(pts) == [3, 2, 1, 0]  # (9 ms, 0.40) and (2 ms, 0.49) are beaten by faster, better ones
+    rows = [{"model": "student_kd", "engine": e, "top1": t, "top1_lo": t - 0.01, "top1_hi": t + 0.01, "p50_ms": p}
+            for e, t, p in [("openvino_fp32", 0.440, 0.8), ("openvino_int8", 0.425, 0.3)]]
+    from matplotlib.figure import Figure
+
+    captured = {}
+    orig = Figure.savefig
+
+    def spy(self, *a, **k):
+        captured["ylim"] = self.axes[0].get_ylim()
+        return orig(self, *a, **k)
+
+    Figure.savefig = spy
+    try:
+        plot_accuracy_vs_latency(rows, tmp_path / "p.png")
+    finally:
+        Figure.savefig = orig
+    lo, hi = captured["ylim"]
+    assert hi - lo >= 0.2 - 1e-9 and lo <= 0.415 and hi >= 0.45  # 2 points apart stay 2 points apart
 
 
 class _CountingEngine(Engine):

@@ -87,3 +87,23 @@ def test_cli_bench_accepts_compare_literature() -> None:
     args = _parser().parse_args(["bench", "recipes/tiny.yaml", "--compare-literature"])
     assert args.compare_literature is True
     assert _parser().parse_args(["bench", "recipes/tiny.yaml"]).compare_literature is False
+
+
+def test_paired_evidence_bootstraps_the_same_videos_for_both_models() -> None:
+    import numpy as np
+
+    from edgekd.stages.bench_stage import paired_evidence
+    from edgekd.utils.stats import paired_bootstrap
+
+    labels = np.array([0, 1, 2, 0, 1, 2, 0, 1, 2, 0])
+    rows = [{"model": "student_scratch", "engine": "pytorch_fp32", "pred": [0, 1, 0, 1, 1, 0, 0, 2, 2, 1]},
+            {"model": "student_kd", "engine": "openvino_int8", "pred": [9] * 10},  # not the reference engine
+            {"model": "student_kd", "engine": "pytorch_fp32", "pred": [0, 1, 2, 0, 1, 0, 0, 1, 2, 1]},
+            {"model": "teacher", "engine": "pytorch_fp32", "pred": list(labels)}]
+    out = paired_evidence(rows, labels)
+    kd = out["student_kd - student_scratch"]
+    assert kd["mean"] == pytest.approx(0.3) and (kd["a_only"], kd["b_only"]) == (3, 0)
+    assert kd["lo"] <= 0.3 <= kd["hi"] and kd["n"] == 10
+    assert out["teacher - student_scratch"]["mean"] == pytest.approx(0.5)
+    same = paired_bootstrap(np.ones(50), np.ones(50))
+    assert (same["mean"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)  # identical models: no spread at all

@@ -127,6 +127,8 @@ def _fake_acc(rd: Any, role: str) -> float:
     """A deterministic 'accuracy' that depends on exactly what the role depends on."""
     r = rd.recipe
     base = {"teacher": 0.9, "student_scratch": 0.6, "student_kd": 0.7}[role] + 0.01 * r.seed
+    if role != "teacher":  # a lucky student seed helps both of its students alike
+        base += 0.02 * (r.student.seed or 0)
     if role == "student_kd":
         base += 0.001 * _temperature(r)
     return base
@@ -374,3 +376,12 @@ def test_student_seeds_share_one_teacher(tmp_path: Path, stub_stages: list) -> N
     assert [s for s, _ in stub_stages].count("student_scratch") == 3
     rows = {row[0]: row[2] for row in summary["rows"]}
     assert rows["Teacher"]["n"] == 1 and rows["Student without KD"]["n"] == 3
+    # paired by seed, the seed's luck cancels: KD - scratch is 0.1 + 0.001 * T for every seed
+    paired = summary["paired"][0]
+    kd = paired["KD - scratch"]
+    assert kd["n"] == 3 and kd["mean"] == pytest.approx(0.11) and kd["ci_half_width"] == pytest.approx(0, abs=1e-12)
+    te = paired["teacher - scratch"]
+    assert te["values"] == pytest.approx([0.3, 0.28, 0.26]) and te["ci_half_width"] > 0
+    md = (sweep_root(r) / "summary.md").read_text()
+    assert "## Paired differences (same seed, same data)" in md and "+11.0 [+11.0, +11.0] (n=3; shown)" in md
+    assert (sweep_root(r) / "paired_differences.png").stat().st_size > 0

@@ -15,8 +15,8 @@ from typing import Any
 
 from edgekd.utils.atomic import atomic_path
 
-__all__ = ["plot_accuracy_vs_latency", "plot_latency_bars", "plot_roc", "plot_sweep", "plot_training_curves",
-           "read_metrics_jsonl"]
+__all__ = ["pareto_front", "plot_accuracy_vs_latency", "plot_differences", "plot_latency_bars", "plot_roc",
+           "plot_sweep", "plot_training_curves", "read_metrics_jsonl"]
 
 
 def _figure(width: float = 6.4, height: float = 4.2) -> Any:
@@ -66,21 +66,87 @@ def plot_roc(curves: Mapping[str, tuple[Sequence[float], Sequence[float], float]
     return _save(fig, out_path)
 
 
-def _label(row: Mapping[str, Any]) -> str:
-    return f"{row['model']}/{row['engine']}"
+_MODEL_COLOURS = {"teacher": "tab:blue", "student_scratch": "tab:orange", "student_kd": "tab:green"}
+_MARKERS = "osD^v<>p*hX"
 
 
-def plot_accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], out_path: Path) -> Path:
-    """Top-1 against batch-1 p50 latency, one point per (model, engine), log-scaled latency."""
-    fig = _figure(7.0, 4.6)
+def pareto_front(points: Sequence[tuple[float, float]]) -> list[int]:
+    """Indices of the points no other point beats on both axes (lower latency x, higher accuracy
+    y), ordered by latency: the accuracy/latency trade-offs worth deploying."""
+    order = sorted(range(len(points)), key=lambda i: (points[i][0], -points[i][1]))
+    front, best = [], -math.inf
+    for i in order:
+        if points[i][1] > best:
+            front.append(i)
+            best = points[i][1]
+    return front
+
+
+def plot_accuracy_vs_latency(rows: Sequence[Mapping[str, Any]], out_path: Path, *, min_span: float = 0.2) -> Path:
+    """Pareto chart: test top-1 (95% Wilson interval as error bars) against batch-1 p50 latency
+    (log scale), one marker per model and engine (colour: model, shape: engine, in the legend, no
+    labels on the points), the Pareto front as a step line. The y-range covers the intervals and at
+    least ``min_span`` (20 points), so a 2-point difference is not drawn as a cliff."""
+    fig = _figure(7.6, 4.8)
     ax = fig.subplots()
-    markers = "osD^v<>p*"
-    engines = sorted({r["engine"] for r in rows})
+    models = list(dict.fromkeys(r["model"] for r in rows))
+    engines = list(dict.fromkeys(r["engine"] for r in rows))
+    ys, los, his = [], [], []
     for r in rows:
-        ax.scatter(r["p50_ms"], r["top1"], marker=markers[engines.index(r["engine"]) % len(markers)], s=40)
-        ax.annotate(_label(r), (r["p50_ms"], r["top1"]), fontsize=6, xytext=(3, 3), textcoords="offset points")
+        y = float(r["top1"])
+        lo, hi = float(r.get("top1_lo", y)), float(r.get("top1_hi", y))
+        ys.append(y)
+        los.append(lo)
+        his.append(hi)
+        colour = _MODEL_COLOURS.get(r["model"], f"C{models.index(r['model']) % 10}")
+        ax.errorbar(r["p50_ms"], y, yerr=[[max(y - lo, 0.0)], [max(hi - y, 0.0)]], fmt=_MARKERS[engines.index(
+            r["engine"]) % len(_MARKERS)], color=colour, markersize=6, capsize=2, elinewidth=0.8, alpha=0.9)
+    front = pareto_front([(float(r["p50_ms"]), float(r["top1"])) for r in rows])
+    if len(front) > 1:
+        ax.step([rows[i]["p50_ms"] for i in front], [rows[i]["top1"] for i in front], where="post", color="grey",
+                linewidth=0.8, linestyle="--", label="Pareto front")
     ax.set_xscale("log")
-    ax.set(xlabel="batch-1 latency p50 (ms, log scale)", ylabel="test top-1", title="accuracy vs latency per engine")
+    lo_all, hi_all = (min(los), max(his)) if rows else (0.0, 1.0)
+    centre, span = (lo_all + hi_all) / 2, max(hi_all - lo_all + 0.04, min_span)
+    bottom = min(max(0.0, centre - span / 2), 1.0 - span)
+    ax.set_ylim(max(0.0, bottom), min(1.0, max(0.0, bottom) + span))
+    from matplotlib.lines import Line2D
+
+    handles = [Line2D([], [], color=_MODEL_COLOURS.get(m, f"C{i % 10}"), marker="o", linestyle="", label=m)
+               for i, m in enumerate(models)]
+    handles += [Line2D([], [], color="black", marker=_MARKERS[i % len(_MARKERS)], linestyle="", label=e)
+                for i, e in enumerate(engines)]
+    if len(front) > 1:
+        handles.append(Line2D([], [], color="grey", linestyle="--", label="Pareto front"))
+    ax.legend(handles=handles, fontsize=7, loc="center left", bbox_to_anchor=(1.01, 0.5), frameon=False)
+    ax.set(xlabel="batch-1 latency p50 (ms, log scale)", ylabel="test top-1 (95% Wilson interval)",
+           title="accuracy vs latency, per model and engine")
+    ax.grid(True, which="both", linewidth=0.3, alpha=0.5)
+    return _save(fig, out_path)
+
+
+def plot_differences(rows: Sequence[Mapping[str, Any]], out_path: Path, *, title: str,
+                     xlabel: str = "difference in test top-1 (points)") -> Path:
+    """One line per comparison (``label``): its mean difference and interval (``mean``, ``lo``,
+    ``hi``, in accuracy units) as a horizontal bar, the per-seed values (``values``) as dots, and
+    the zero line: an interval clear of zero is a difference the data shows."""
+    if not rows:
+        raise ValueError("plot_differences: nothing to plot")
+    fig = _figure(7.0, 1.2 + 0.55 * len(rows))
+    ax = fig.subplots()
+    for i, r in enumerate(rows):
+        y = len(rows) - 1 - i
+        mean = 100 * float(r["mean"])
+        lo = 100 * float(r["lo"]) if r.get("lo") is not None else mean
+        hi = 100 * float(r["hi"]) if r.get("hi") is not None else mean
+        colour = "tab:green" if lo > 0 else ("tab:red" if hi < 0 else "tab:grey")
+        ax.errorbar(mean, y, xerr=[[mean - lo], [hi - mean]], fmt="s", color=colour, capsize=4, markersize=6)
+        for v in r.get("values", ()):
+            ax.plot(100 * float(v), y + 0.18, marker=".", color="black", alpha=0.6, linestyle="")
+    ax.axvline(0.0, color="black", linewidth=0.8)
+    ax.set_yticks(range(len(rows)), [str(r["label"]) for r in reversed(rows)], fontsize=8)
+    ax.set(xlabel=xlabel, title=title)
+    ax.grid(True, axis="x", linewidth=0.3, alpha=0.5)
     return _save(fig, out_path)
 
 

@@ -49,6 +49,7 @@ from edgekd.stages.rundir import RunDir
 from edgekd.stages.table import MODEL_ROLES
 from edgekd.train.checkpoint import load_checkpoint
 from edgekd.utils.atomic import atomic_path, write_json, write_text
+from edgekd.utils.stats import paired_bootstrap
 
 COLUMNS = ("model", "engine", "precision", "hint", "threads", "top1", "top1_ci95", "top5", "macro_auc", "agree_fp32",
            "agree_fp32_decided", "logit_delta_p50",
@@ -152,9 +153,11 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
             })
             print(f"[bench] {role:16s} {name:17s} top-1 {acc['top1']:.3f}  p50 {row['p50_ms']:8.2f} ms  "
                   f"FPS {row['fps']:8.1f}  e2e p50 {row.get('e2e_p50_ms', math.nan):8.2f} ms")
+    paired = paired_evidence(rows, labels)
     _agreement(rows)
     meta = _meta(rd, ctx, labels, clips, clock, mhz, gpu, peak, skipped, len(videos))
-    plots = _plots(rd, out, rows, roc, classes)
+    meta["paired"] = paired
+    plots = _plots(rd, out, rows, roc, classes, paired)
     write_reports(out, rows, meta, plots)
     return {"rows": len(rows), "clock_mhz": mhz, "skipped": skipped, "plots": sorted(plots)}
 
@@ -187,6 +190,24 @@ def _timing_row(engine: Engine, one: np.ndarray, batch: np.ndarray, cfg: Any, ct
                     "e2e_infer_ms": e2e.infer_ms, "e2e_spf": e2e.total.p50_ms / 1000.0 / clip_len,
                     "e2e_fps": clip_len / (e2e.total.p50_ms / 1000.0)})
     return row
+
+
+PAIRS = (("student_kd", "student_scratch"), ("teacher", "student_scratch"), ("student_kd", "teacher"))
+
+
+def paired_evidence(rows: list[dict[str, Any]], labels: np.ndarray) -> dict[str, Any]:
+    """Test top-1 differences between this run's models on the same test videos, each with a
+    paired bootstrap interval (``utils.stats.paired_bootstrap``): what one run can say about
+    whether distillation paid. Uses each model's PyTorch FP32 predictions (else its first engine)."""
+    preds: dict[str, np.ndarray] = {}
+    for r in rows:
+        if r["model"] not in preds or r["engine"] == "pytorch_fp32":
+            preds[r["model"]] = np.asarray(r["pred"])
+    out = {}
+    for a, b in PAIRS:
+        if a in preds and b in preds:
+            out[f"{a} - {b}"] = paired_bootstrap(preds[a] == labels, preds[b] == labels)
+    return out
 
 
 def _agreement(rows: list[dict[str, Any]]) -> None:
@@ -233,10 +254,11 @@ def _meta(rd: RunDir, ctx: DataContext, labels: np.ndarray, clips: np.ndarray, c
 
 
 def _plots(rd: RunDir, out: Path, rows: list[dict[str, Any]], roc: dict[str, dict[str, Any]],
-           classes: list[str]) -> dict[str, str]:
+           classes: list[str], paired: dict[str, Any]) -> dict[str, str]:
     """Write the PNGs; returns {title: file name}. Plotting never fails the stage (errors are reported)."""
     from edgekd.bench.plots import (
         plot_accuracy_vs_latency,
+        plot_differences,
         plot_latency_bars,
         plot_roc,
         plot_training_curves,
@@ -256,6 +278,11 @@ def _plots(rd: RunDir, out: Path, rows: list[dict[str, Any]], roc: dict[str, dic
     if rows:
         made["accuracy vs latency"] = plot_accuracy_vs_latency(rows, out / "accuracy_vs_latency.png").name
         made["latency per backend"] = plot_latency_bars(rows, out / "latency_bars.png").name
+    if paired:
+        items = [{"label": name, "mean": p["mean"], "lo": p["lo"], "hi": p["hi"]} for name, p in paired.items()]
+        made["paired differences"] = plot_differences(
+            items, out / "paired_differences.png",
+            title=f"test top-1 differences ({next(iter(paired.values()))['n']} test videos, 95% paired bootstrap)").name
     return made
 
 
@@ -367,6 +394,17 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str,
                f"{r['e2e_infer_ms']:.2f} | {r['e2e_p50_ms']:.2f} | {r['e2e_p90_ms']:.2f} | {r['e2e_p99_ms']:.2f} |"
                for r in e2e_rows]
         md.append("")
+    if meta.get("paired"):
+        md += ["## Did distillation pay? (this run, paired over the test videos)", "",
+               "| comparison | difference in top-1 (points) | 95% interval | videos only the first gets right | "
+               "only the second |", "| --- | --- | --- | --- | --- |"]
+        for name, p in meta["paired"].items():
+            verdict = "" if p["lo"] > 0 or p["hi"] < 0 else " (includes 0)"
+            md.append(f"| {name} | {100 * p['mean']:+.1f} | [{100 * p['lo']:+.1f}, {100 * p['hi']:+.1f}]{verdict} | "
+                      f"{p['a_only']} | {p['b_only']} |")
+        md += ["", f"Paired bootstrap over the {next(iter(meta['paired'].values()))['n']} test videos (each model's "
+               "PyTorch FP32 predictions). One run's interval covers test-set sampling only, not training "
+               "randomness; a sweep over student seeds gives the paired interval over seeds.", ""]
     if rows:
         md += ["Literature comparison (Ullah & Munir Tables 15-16): [literature.md](literature.md)", ""]
     if plots:

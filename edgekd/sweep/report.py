@@ -38,7 +38,7 @@ from edgekd.stages.rundir import upstream_of
 from edgekd.stages.table import MODEL_ROLES, get_stage
 from edgekd.sweep.plan import SEED_KEYS, sweep_root
 from edgekd.utils.atomic import write_json, write_text
-from edgekd.utils.stats import Stat
+from edgekd.utils.stats import Stat, paired_stat
 
 ROLE_TITLES = {"teacher": "Teacher", "student_scratch": "Student without KD", "student_kd": "Student-KD"}
 _CORE_LABELS = {"distill.method": "method", "data.fraction": "data %", "teacher.model": "teacher",
@@ -355,6 +355,79 @@ def _is_stat(cell: Any) -> bool:
     return isinstance(cell, Stat) or (isinstance(cell, tuple) and bool(cell) and cell[0] == "params")
 
 
+# ----------------------------------------------------------------------------- paired evidence
+
+PAIRS = (("student_kd", "student_scratch", "KD - scratch"), ("teacher", "student_scratch", "teacher - scratch"),
+         ("student_kd", "teacher", "KD - teacher"))
+
+
+def paired_differences(recipe: Recipe, variants: list[Any]) -> list[dict[str, Any]]:
+    """Per configuration (the swept keys but the seeds), each pair of models' test top-1
+    difference within a variant (same seeds, same data), over the variants of that configuration:
+    mean and paired t-interval (``utils.stats.paired_stat``). A pair of runs is counted once even
+    when several variants share both (one teacher serves every student seed)."""
+    c = recipe.sweep.confidence
+    groups: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        runs = {role: fresh_role(v, role) for role in MODEL_ROLES}
+        g = groups.setdefault(json.dumps(v.config, default=str), {"config": v.config, "pairs": {}})
+        for a, b, label in PAIRS:
+            ra, rb = runs.get(a), runs.get(b)
+            if ra is None or rb is None or _acc(ra) is None or _acc(rb) is None:
+                continue
+            g["pairs"].setdefault(label, {})[(ra.key, rb.key)] = (_acc(ra), _acc(rb))
+    out = []
+    for g in groups.values():
+        row: dict[str, Any] = {"config": g["config"], "label": config_label(g["config"]) or "all"}
+        for label, pairs in g["pairs"].items():
+            a, b = zip(*pairs.values())
+            row[label] = paired_stat(list(a), list(b), c)
+        if len(row) > 2:
+            out.append(row)
+    return out
+
+
+def _plot_paired(rows: list[dict[str, Any]], out: Path) -> None:
+    """KD - scratch and teacher - scratch per configuration, with the per-seed values."""
+    from edgekd.bench.plots import plot_differences
+
+    items = []
+    for r in rows:
+        for label in ("KD - scratch", "teacher - scratch"):
+            st = r.get(label)
+            if st is None or not st.n:
+                continue
+            half = st.half
+            items.append({"label": f"{label}" + (f" ({r['label']})" if r["label"] != "all" else ""), "mean": st.mean,
+                          "lo": None if half is None else st.mean - half, "hi": None if half is None else st.mean + half,
+                          "values": list(st.values)})
+    if items:
+        plot_differences(items, out, title="paired differences in test top-1 (mean, 95% t-interval; dots: seeds)")
+
+
+def _diff_text(stat: Stat | None) -> str:
+    if stat is None or not stat.n:
+        return "-"
+    half = stat.half
+    if half is None:
+        return f"{100 * stat.mean:+.1f} (n=1, no interval)"
+    lo, hi = 100 * (stat.mean - half), 100 * (stat.mean + half)
+    verdict = "shown" if lo > 0 or hi < 0 else "interval includes 0"
+    return f"{100 * stat.mean:+.1f} [{lo:+.1f}, {hi:+.1f}] (n={stat.n}; {verdict})"
+
+
+def render_paired(rows: list[dict[str, Any]], confidence: float) -> str:
+    labels = [label for _, _, label in PAIRS if any(label in r for r in rows)]
+    lines = ["## Paired differences (same seed, same data)", "",
+             "| configuration | " + " | ".join(f"{lab} (points)" for lab in labels) + " |",
+             "| --- | " + " | ".join("---" for _ in labels) + " |"]
+    lines += ["| " + r["label"] + " | " + " | ".join(_diff_text(r.get(lab)) for lab in labels) + " |" for r in rows]
+    lines += ["", f"Each cell: mean difference in test top-1 over the seeds, [{100 * confidence:g}% paired "
+              "t-interval], from the per-seed differences between models trained on the same data with the same "
+              "student seed. Where the interval includes 0 the sweep does not show a difference.", ""]
+    return "\n".join(lines)
+
+
 def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
     """Build the table from the variants' run folders and write summary.md/json/csv atomically."""
     root = sweep_root(recipe)
@@ -383,7 +456,15 @@ def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
                       "roles": {r: (run.outputs if (run := fresh_role(v, r)) else None)
                                 for r in (*MODEL_ROLES, "pretrain")}} for v in variants],
     }
-    write_text(root / "summary.md", render_markdown(table, recipe.sweep.confidence))
+    paired = paired_differences(recipe, variants)
+    summary["paired"] = [{"config": r["config"], "label": r["label"],
+                          **{lab: r[lab].to_json() for _, _, lab in PAIRS if lab in r}} for r in paired]
+    markdown = render_markdown(table, recipe.sweep.confidence)
+    if paired:
+        markdown += "\n" + render_paired(paired, recipe.sweep.confidence)
+        _plot_paired(paired, root / "paired_differences.png")
+        markdown += "\n![paired differences](paired_differences.png)\n"
+    write_text(root / "summary.md", markdown)
     write_text(root / "summary.csv", render_csv(table))
     write_json(root / "summary.json", summary)
     return summary

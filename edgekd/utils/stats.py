@@ -11,7 +11,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["Stat", "mean_ci", "t_cdf", "t_quantile"]
+__all__ = ["Stat", "mean_ci", "paired_bootstrap", "paired_stat", "t_cdf", "t_quantile"]
 
 
 def _betacf(a: float, b: float, x: float) -> float:
@@ -105,3 +105,36 @@ def mean_ci(values: list[float], confidence: float = 0.95) -> tuple[float, float
     """``(mean, half-width, n)`` of a t-interval; half-width None for fewer than 2 values."""
     s = Stat(tuple(values), confidence)
     return s.mean, s.half, s.n
+
+
+def paired_stat(a: list[float] | tuple[float, ...], b: list[float] | tuple[float, ...],
+                confidence: float = 0.95) -> Stat:
+    """The differences ``a[i] - b[i]`` of paired measurements (the same seed, the same data) as a
+    :class:`Stat`: its t-interval is the paired t-interval, which removes what the pairs share
+    (the variation between seeds affects both members of a pair alike)."""
+    if len(a) != len(b):
+        raise ValueError(f"paired_stat: {len(a)} values against {len(b)}")
+    return Stat(tuple(float(x) - float(y) for x, y in zip(a, b)), confidence)
+
+
+def paired_bootstrap(correct_a: Any, correct_b: Any, *, confidence: float = 0.95, n_boot: int = 10000,
+                     seed: int = 0) -> dict[str, Any]:
+    """Accuracy difference of two models on the same test videos with a paired bootstrap interval.
+
+    ``correct_a``/``correct_b`` say per video whether each model got it right. Videos are resampled
+    with replacement, the same draw for both models (so a hard video counts against both), and the
+    interval is the percentile interval of the resampled differences (``n_boot`` draws, seeded)."""
+    import numpy as np
+
+    a = np.asarray(correct_a, dtype=np.float64)
+    b = np.asarray(correct_b, dtype=np.float64)
+    if a.shape != b.shape or a.ndim != 1 or not len(a):
+        raise ValueError(f"paired_bootstrap: need two equal 1-D arrays, got {a.shape} and {b.shape}")
+    rng = np.random.default_rng(seed)
+    idx = rng.integers(0, len(a), size=(n_boot, len(a)))
+    diffs = (a[idx] - b[idx]).mean(axis=1)
+    tail = (1 - confidence) / 2
+    lo, hi = np.quantile(diffs, [tail, 1 - tail])
+    return {"mean": float((a - b).mean()), "lo": float(lo), "hi": float(hi), "n": len(a), "n_boot": n_boot,
+            "confidence": confidence, "method": f"paired bootstrap over test videos ({n_boot} resamples)",
+            "a_only": int(((a == 1) & (b == 0)).sum()), "b_only": int(((a == 0) & (b == 1)).sum())}
