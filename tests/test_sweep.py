@@ -354,6 +354,7 @@ def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
                           capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     assert "2 variants, 2 at a time, 1 thread(s) each" in proc.stdout
+    assert "stages every variant shares (data) first" in proc.stdout  # on every core, before the pool
     r = parse_recipe(raw)
     root = sweep_root(r)
     logs = [(root / v.slug / "sweep.log").read_text() for v in plan_sweep(r)]
@@ -365,6 +366,20 @@ def test_parallel_sweep_runs_a_shared_stage_once(tmp_path: Path) -> None:
     assert [v["status"] for v in json.loads((root / "variants.json").read_text())] == ["done", "done"]
     with pytest.raises(ValueError, match="jobs must be >= 1"):
         run_sweep(r, jobs=0)
+
+
+def test_common_stages_are_those_no_swept_key_reaches() -> None:
+    from edgekd.sweep.run import common_stages
+
+    def plan(grid: dict) -> Any:
+        r = parse_recipe({"name": "c", "sweep": {"grid": grid, "stages": ["data", "pretrain", "teacher",
+                                                                          "student_scratch", "student_kd"]}})
+        return r, plan_sweep(r)
+
+    assert common_stages(*plan({"student.seed": [0, 1]})) == ["data", "teacher"]  # pretrain reads the student
+    assert common_stages(*plan({"distill.ullah.temperature": [1, 5]})) == ["data", "pretrain", "teacher",
+                                                                           "student_scratch"]
+    assert common_stages(*plan({"seed": [0, 1]})) == []  # the recipe seed reaches every stage
 
 
 def test_student_seeds_share_one_teacher(tmp_path: Path, stub_stages: list) -> None:

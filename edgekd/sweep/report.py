@@ -57,7 +57,7 @@ def short_label(key: str) -> str:
 # ----------------------------------------------------------------------------- reading runs
 
 
-def role_sections(recipe: Recipe, role: str) -> set[str]:
+def stage_sections(recipe: Recipe, role: str) -> set[str]:
     """Recipe sections whose values can change ``role``'s result: its own and every upstream stage's."""
     seen, todo, out = set(), [role], set()
     while todo:
@@ -144,7 +144,7 @@ def group_runs(variants: list[Any], role: str) -> list[Group]:
         run = fresh_role(v, role)
         if run is None:
             continue
-        relevant = role_sections(v.recipe, role)
+        relevant = stage_sections(v.recipe, role)
         config = {k: val for k, val in v.config.items() if k.split(".")[0] in relevant}
         gk = json.dumps(config, sort_keys=False, default=str)
         g = groups.setdefault(gk, Group(role, config, v.recipe))

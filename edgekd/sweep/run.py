@@ -30,7 +30,7 @@ from typing import Any
 
 from edgekd.recipe import Recipe
 from edgekd.sweep.plan import Variant, plan_sweep, sweep_root
-from edgekd.sweep.report import write_summary
+from edgekd.sweep.report import stage_sections, write_summary
 from edgekd.utils.atomic import atomic_dir, write_json
 from edgekd.utils.cpu_clock import CpuClock
 
@@ -193,6 +193,18 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
     print(f"=== sweep {recipe.name}: {len(variants)} variants, {jobs} at a time, {threads} thread(s) each; "
           f"each variant's output goes to <variant>/sweep.log", flush=True)
     ctx = multiprocessing.get_context("spawn")  # no fork of a parent that may hold torch/OpenMP state
+    common = common_stages(recipe, variants)
+    if common and len(variants) > 1:
+        # Stages every variant shares (data, one teacher) run first, alone, with every core: in the
+        # pool one worker would train them on cores/N threads while the others wait on its lock.
+        cores = max(1, os.cpu_count() or 1)
+        log = root / variants[0].slug / "sweep.log"
+        print(f"=== sweep {recipe.name}: stages every variant shares ({', '.join(common)}) first, {cores} thread(s) "
+              f"(log: {log})", flush=True)
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_init, initargs=(cores,)) as ex:
+            first = ex.submit(_worker_run, variants[0], common, pool, force, str(log)).result()
+        if first != "done":
+            print(f"=== sweep {recipe.name}: the shared stages failed ({first}); each variant will try them", flush=True)
     with ProcessPoolExecutor(max_workers=jobs, mp_context=ctx, initializer=_worker_init,
                              initargs=(threads,)) as ex:
         pending: dict[Future[str], Variant] = {}
@@ -220,6 +232,19 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
     if stop:
         failed = [s for s, st in status.items() if st != "done"]
         raise RuntimeError(f"sweep {recipe.name}: variant(s) failed: {', '.join(failed)}")
+
+
+def common_stages(recipe: Recipe, variants: list[Variant]) -> list[str]:
+    """The stages of ``sweep.stages`` whose inputs no swept key touches: every variant has the same
+    values in the recipe sections of the stage and of every stage upstream of it (so they all get
+    the same reuse key and share one run)."""
+    out = []
+    for stage in recipe.sweep.stages:
+        sections = stage_sections(variants[0].recipe, stage)
+        if all(v.recipe.section_hash(*sorted(stage_sections(v.recipe, stage))) ==
+               variants[0].recipe.section_hash(*sorted(sections)) for v in variants):
+            out.append(stage)
+    return out
 
 
 def _write_variants(root: Path, variants: list[Variant], status: dict[str, str]) -> None:
