@@ -122,7 +122,8 @@ class UnlabeledConfig:
     distillation (the teacher's soft targets), never by the labelled splits."""
 
     # none | folder: every video under root, any layout | synthetic: `count` built-in videos of new
-    # actors | train_rest: the training videos data.fraction leaves out (their labels unused)
+    # actors | train_rest: the training videos data.fraction leaves out (their labels unused; none
+    # at 100%, where distillation then runs on the labelled clips alone)
     source: Literal["none", "folder", "synthetic", "train_rest"] = "none"
     root: str | None = None
     count: int = 200  # synthetic: how many videos
@@ -514,9 +515,6 @@ class Recipe:
         e.need(d.unlabeled.source != "synthetic" or d.source == "synthetic",
                f"data.unlabeled.source: 'synthetic' shows the built-in actions, so data.source must be synthetic too, "
                f"got {d.source!r}")
-        e.need(d.unlabeled.source != "train_rest" or d.fraction < 100,
-               "data.unlabeled.source: 'train_rest' is the training videos data.fraction leaves out; "
-               f"data.fraction is {d.fraction:g}, so there are none")
         e.need(not (p.enabled and p.data != "labeled") or d.unlabeled.enabled,
                f"pretrain.data: {p.data!r} needs an unlabelled transfer set (data.unlabeled.source)")
         if p.enabled:

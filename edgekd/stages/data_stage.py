@@ -174,7 +174,7 @@ def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
         flow_bad, _ = FlowCache(cache, d.flow).warm([root / rel for rel in rels], workers=max(1, d.workers))
         bad.update(dict(flow_bad))
         rels = [rel for rel in rels if root / rel not in bad]
-    if not rels:
+    if not rels and u.source != "train_rest":  # train_rest at fraction 100 is empty by design
         raise DataError(f"data.unlabeled ({u.source}): no usable video under {root}")
     transfer = {"source": u.source, "root": str(root), "videos": rels}
     report = {"source": u.source, "root": str(root), "count": len(rels), "in_labelled_splits_left_out": overlap,
@@ -274,8 +274,9 @@ class DataContext:
             if not transfer_path.is_file():
                 raise FileNotFoundError(f"{transfer_path} is missing: run the data stage (data.unlabeled is set)")
             t = json.loads(transfer_path.read_text())
-            unlabeled = DatasetSplit(Path(t["root"]), split.classes, [VideoItem(rel, -1) for rel in t["videos"]], [], [],
-                                     f"unlabelled transfer set ({t['source']})")
+            if t["videos"]:  # empty: train_rest at fraction 100
+                unlabeled = DatasetSplit(Path(t["root"]), split.classes, [VideoItem(rel, -1) for rel in t["videos"]],
+                                         [], [], f"unlabelled transfer set ({t['source']})")
         return cls(rd.recipe, split, cache, spec, flow, unlabeled)
 
     @property
