@@ -160,10 +160,6 @@ class DataConfig:
     fraction: float = 100.0  # percent of each class's train videos kept (Camarena et al.: 100/50/25/2)
     augment: AugmentKind = "none"  # training augmentation preset (edgekd/data/augment.py)
     augment_params: AugmentParams = field(default_factory=AugmentParams)
-    aug_variants: int | None = None  # V: sample params derive from (seed, video, v < V) -> cacheable teacher outputs
-    # which v a training clip uses: random (drawn per sample) or cycle (v = (epoch + per-video offset) mod V,
-    # so V consecutive epochs meet every (video, v) once and a teacher cache is full after V epochs)
-    aug_schedule: Literal["random", "cycle"] = "random"
     flow: FlowMethod = "none"  # optical flow cached by the data stage
     synthetic: SynthConfig = field(default_factory=SynthConfig)
     unlabeled: UnlabeledConfig = field(default_factory=UnlabeledConfig)
@@ -190,10 +186,6 @@ class DataConfig:
         e.need(self.split in (1, 2, 3), f"{path}.split: must be 1, 2 or 3, got {self.split}")
         e.need(self.min_frames >= 1, f"{path}.min_frames: must be >= 1, got {self.min_frames}")
         e.need(0 < self.fraction <= 100, f"{path}.fraction: must be a percentage in (0, 100], got {self.fraction}")
-        e.need(self.aug_variants is None or self.aug_variants >= 1,
-               f"{path}.aug_variants: must be >= 1 or null, got {self.aug_variants}")
-        e.need(self.aug_schedule == "random" or self.aug_variants is not None,
-               f"{path}.aug_schedule: 'cycle' needs {path}.aug_variants (the number of variants to cycle through)")
         e.need(self.group_regex is None or self.source == "folder",
                f"{path}.group_regex: only used with {path}.source 'folder', got source {self.source!r}")
         if self.group_regex is not None:
@@ -230,6 +222,14 @@ class TrainConfig:
     zero_init_residual: bool = False
     max_steps_per_epoch: int | None = None
     lr_schedule: Literal["constant", "cosine"] = "constant"  # per epoch; cosine decays to 0 at the last epoch
+    # V fixed augmentation variants per training video (every random choice of a clip derives from
+    # (seed, video, v < V)), so a frozen teacher's outputs can be cached per (video, variant); null:
+    # a fresh random draw per sample. A teacher trains best on random draws; the students (scratch
+    # and KD alike, so they differ only in the loss) take variants when KD caches its teacher.
+    aug_variants: int | None = None
+    # which v a clip uses: random (drawn per sample) or cycle (v = (epoch + per-video offset) mod V,
+    # so V consecutive epochs meet every (video, v) once and a teacher cache is full after V epochs)
+    aug_schedule: Literal["random", "cycle"] = "random"
     # input the network trains on: RGB frames or 2-channel optical flow (Hu et al.'s flow teacher)
     modality: Literal["rgb", "flow"] = "rgb"
     # transfer learning (edgekd/models/pretrained.py): start from a local weights file, new head
@@ -250,6 +250,10 @@ class TrainConfig:
         e.need(self.weight_decay >= 0, f"{path}.weight_decay: must be >= 0, got {self.weight_decay}")
         e.need(self.max_steps_per_epoch is None or self.max_steps_per_epoch >= 1,
                f"{path}.max_steps_per_epoch: must be >= 1 or null, got {self.max_steps_per_epoch}")
+        e.need(self.aug_variants is None or self.aug_variants >= 1,
+               f"{path}.aug_variants: must be >= 1 or null, got {self.aug_variants}")
+        e.need(self.aug_schedule == "random" or self.aug_variants is not None,
+               f"{path}.aug_schedule: 'cycle' needs {path}.aug_variants (the number of variants to cycle through)")
         e.need(not self.freeze or self.pretrained is not None,
                f"{path}.freeze: {list(self.freeze)} needs {path}.pretrained (freezing random weights trains nothing)")
         e.need("backbone" not in self.freeze or len(self.freeze) == 1,
@@ -269,7 +273,7 @@ class DistillConfig:
     # clips, about 2x cheaper than bf16 on AMX CPUs, outputs differ by the quantization error
     teacher_backend: TeacherBackend = "pytorch"
     teacher_calibration_clips: int = 64  # openvino_int8: training-split clips NNCF calibrates on
-    # replay teacher outputs per (video, augmentation variant); needs data.aug_variants. disk also
+    # replay teacher outputs per (video, augmentation variant); needs student.aug_variants. disk also
     # persists them in data.cache_dir for later runs (other student seeds) with the same teacher and data
     cache: Literal["off", "memory", "disk"] = "memory"
     # with data.unlabeled: share of each KD batch drawn from the transfer set (soft term only); the rest are labelled clips
@@ -530,6 +534,10 @@ class Recipe:
 
 # Keys of earlier versions, and exactly how to write them now
 MOVED_KEYS: dict[str, str] = {
+    **{f"data.{k}": (f"data.{k}: augmentation variants are now set per network, teacher.{k} and student.{k}, so "
+                     "the teacher can train on fresh random draws while the students' clips come in variants whose "
+                     "teacher outputs are cached; write it under student (and teacher, to keep the old behaviour)")
+       for k in ("aug_variants", "aug_schedule")},
     **{f"engines.{k}": (f"engines.{k}: engines are listed by name in engines.build (rows of the backend table, "
                         "edgekd/engines/table.py), e.g. build: [openvino_fp32, openvino_int8, onnxruntime_int8, "
                         "tensorrt_fp16, tensorrt_int8_qdq]")

@@ -105,7 +105,7 @@ def test_fraction_written_and_nested(tmp_path: Path) -> None:
 
 def test_flow_stage_and_aligned_rgb_flow_batches(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "videos", per_class=4)
-    rd = RunDir(recipe_for(tmp_path, root, flow="farneback", aug_variants=3, augment="hu"))
+    rd = RunDir(recipe_for(tmp_path, root, flow="farneback", augment="hu"))
     out = run_data(rd)
     stats = json.loads((rd.stage_dir("data") / "flow.json").read_text())
     assert stats["method"] == "farneback" and stats["frame_pairs"] == 12 * 9
@@ -115,7 +115,7 @@ def test_flow_stage_and_aligned_rgb_flow_batches(tmp_path: Path) -> None:
     assert spec["modality"] == "flow" and spec["mean"] == [0.5, 0.5] and spec["flow"] == "farneback"
     assert ctx.input_spec()["normalization"] == "activitynet_mean"
     torch.manual_seed(0)
-    clips, _labels, extras = next(iter(ctx.train_loader(4, modality="rgb+flow")))
+    clips, _labels, extras = next(iter(ctx.train_loader(4, modality="rgb+flow", aug_variants=3)))
     assert clips.shape == (4, 3, 4, 16, 16) and extras["flow"].shape == (4, 2, 4, 16, 16)
     assert extras["clip_key"].shape == (4, 2) and extras["clip_key"].dtype == torch.long
     assert ((extras["clip_key"][:, 1] >= 0) & (extras["clip_key"][:, 1] < 3)).all()
@@ -130,9 +130,9 @@ def test_flow_stage_and_aligned_rgb_flow_batches(tmp_path: Path) -> None:
 
 def test_clip_key_reproduces_clip(tmp_path: Path) -> None:
     root = make_tree(tmp_path / "videos", per_class=4)
-    rd = RunDir(recipe_for(tmp_path, root, aug_variants=2, augment="camarena"))
+    rd = RunDir(recipe_for(tmp_path, root, augment="camarena"))
     run_data(rd)
-    ds = DataContext.load(rd).dataset("train", train=True)
+    ds = DataContext.load(rd).dataset("train", train=True, aug_variants=2)
     seen: dict[tuple[int, int], torch.Tensor] = {}
     torch.manual_seed(1)
     for _ in range(6):
@@ -163,11 +163,11 @@ def test_flow_modality_without_flow_is_a_clear_error(tmp_path: Path) -> None:
 def test_clip_keys_identical_across_worker_processes(tmp_path: Path) -> None:
     """A (video, variant) key names the same clip in forked workers as in the main process."""
     root = make_tree(tmp_path / "videos", per_class=3)
-    rd = RunDir(recipe_for(tmp_path, root, aug_variants=2, augment="camarena", flow="farneback", workers=2))
+    rd = RunDir(recipe_for(tmp_path, root, augment="camarena", flow="farneback", workers=2))
     run_data(rd)
     ctx = DataContext.load(rd)
-    ds = ctx.dataset("train", train=True, modality="rgb+flow")
-    batches = list(ctx.train_loader(4, modality="rgb+flow"))
+    ds = ctx.dataset("train", train=True, modality="rgb+flow", aug_variants=2)
+    batches = list(ctx.train_loader(4, modality="rgb+flow", aug_variants=2))
     assert sum(b[0].shape[0] for b in batches) == len(ds)
     for rgb, labels, extras in batches:
         for j, (i, v) in enumerate(extras["clip_key"].tolist()):

@@ -83,12 +83,12 @@ def test_flow_teacher_to_rgb_student_end_to_end(tmp_path):
     data = {"source": "synthetic", "synthetic": {"classes": ["walk", "jumping_jack", "sit_down"], "per_class": 8,
                                                  "clips_per_group": 2, "num_frames": 16, "size": [48, 36]},
             "clip_len": 4, "frame_interval": 2, "resize": [24, 32], "crop": [16, 16], "workers": 0,
-            "cache_dir": str(tmp_path / "cache"), "flow": "farneback", "aug_variants": 1}
+            "cache_dir": str(tmp_path / "cache"), "flow": "farneback"}
     small = {"width_mult": 0.125, "epochs": 2, "batch_size": 4, "lr": 1e-3, "dropout": 0.0, "precision": "fp32",
              "channels_last": False}
     recipe = parse_recipe({"name": "imrs", "runs_dir": str(tmp_path / "runs"), "data": data,
                            "teacher": {"model": "c3d_teacher", "modality": "flow", **small},
-                           "student": {"model": "c3d_student", **small, "width_mult": 0.25},
+                           "student": {"model": "c3d_student", **small, "width_mult": 0.25, "aug_variants": 1},
                            "distill": {"method": "hu", "cache": "disk"}})
     rd = run_pipeline(recipe, ["data", "teacher", "student_kd"])
     from edgekd.train.checkpoint import load_checkpoint

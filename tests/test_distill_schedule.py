@@ -72,12 +72,14 @@ def test_cycle_schedule_is_checked_in_the_dataset_and_the_recipe(tmp_path):
         ClipDataset(split, "train", cache, SPEC, train=True, aug_schedule="cycle")
     with pytest.raises(ValueError, match="aug_schedule"):
         ClipDataset(split, "train", cache, SPEC, train=True, aug_variants=2, aug_schedule="roundrobin")
-    with pytest.raises(RecipeError, match="data.aug_schedule"):
-        parse_recipe({"name": "x", "data": {"aug_schedule": "cycle"}})
+    with pytest.raises(RecipeError, match="student.aug_schedule: 'cycle' needs student.aug_variants"):
+        parse_recipe({"name": "x", "student": {"aug_schedule": "cycle"}})
     with pytest.raises(RecipeError, match="aug_schedule"):
-        parse_recipe({"name": "x", "data": {"aug_variants": 2, "aug_schedule": "sometimes"}})
-    r = parse_recipe({"name": "x", "data": {"aug_variants": 3, "aug_schedule": "cycle"}})
-    assert r.data.aug_schedule == "cycle" and parse_recipe({"name": "x"}).data.aug_schedule == "random"
+        parse_recipe({"name": "x", "student": {"aug_variants": 2, "aug_schedule": "sometimes"}})
+    r = parse_recipe({"name": "x", "student": {"aug_variants": 3, "aug_schedule": "cycle"}})
+    assert r.student.aug_schedule == "cycle" and r.teacher.aug_schedule == "random"
+    with pytest.raises(RecipeError, match="data.aug_variants: augmentation variants are now set per network"):
+        parse_recipe({"name": "x", "data": {"aug_variants": 3}})
 
 
 def _teacher() -> torch.nn.Module:

@@ -1,13 +1,13 @@
 """Teacher-output cache keyed by (video, augmentation variant).
 
-With ``data.aug_variants = V`` every random parameter of a training clip (start, crop, flip, ...)
+With ``student.aug_variants = V`` every random parameter of a training clip (start, crop, flip, ...)
 derives from ``(seed, video, v)`` with ``v < V``, and batches carry ``extras["clip_key"]``, a
 ``(B, 2)`` LongTensor of ``(video index, v)``; ``v = -1`` marks a clip that is not reproducible.
 The frozen teacher's output for a key is then a pure function of the key, so after the first
 epoch that meets a key its logits (and tapped features) are replayed instead of recomputed, and
 the loss is exactly the one a fresh teacher forward would give (tested, bit for bit).
 
-When keys are first met depends on ``data.aug_schedule``. With ``random`` each sample draws its
+When keys are first met depends on ``student.aug_schedule``. With ``random`` each sample draws its
 ``v``, so a video's last variant is met late (coupon collector) and epochs stay partly "fill"
 epochs for long. With ``cycle`` the variant is ``(epoch + per-video offset) mod V``: the first V
 epochs meet every key exactly once (every batch a full miss) and from epoch V + 1 on every batch

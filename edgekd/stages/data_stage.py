@@ -244,8 +244,8 @@ class DataContext:
     Loaders take a ``modality``: ``"rgb"``, ``"flow"`` (2-channel flow clips) or ``"rgb+flow"``
     (batches ``(rgb, labels, {"flow": flow, ...})`` with flow of the same frames, crop and flip).
     Training batches are always ``(clips, labels, extras)`` with ``extras["clip_key"]`` = ``(B, 2)``
-    ``(video index in the train subset, variant)``; the variant is -1 unless ``data.aug_variants``
-    is set (see ``ClipDataset``).
+    ``(video index in the train subset, variant)``; the variant is -1 unless the network trains on
+    augmentation variants (its ``aug_variants``; see ``ClipDataset``).
     """
 
     recipe: Recipe
@@ -311,7 +311,10 @@ class DataContext:
             raise ValueError(f"modality {modality!r} needs optical flow: set data.flow (tvl1 or farneback) in the "
                              "recipe and re-run the data stage")
 
-    def dataset(self, subset: str, *, train: bool, clips_per_video: int = 1, modality: str = "rgb") -> ClipDataset:
+    def dataset(self, subset: str, *, train: bool, clips_per_video: int = 1, modality: str = "rgb",
+                aug_variants: int | None = None, aug_schedule: str = "random") -> ClipDataset:
+        """Clips of ``subset``: training ones augmented (random draws, or ``aug_variants`` fixed
+        variants per video under ``aug_schedule``), evaluation ones centred and deterministic."""
         self._check_modality(modality)
         d = self.recipe.data
         norm = normalization_for(d.augment)
@@ -319,16 +322,18 @@ class DataContext:
                            clips_per_video=clips_per_video, augment=d.augment if train else "none",
                            augment_params=d.augment_params, modality=modality,
                            flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
-                           aug_variants=d.aug_variants if train else None, aug_schedule=d.aug_schedule if train else "random",
+                           aug_variants=aug_variants if train else None, aug_schedule=aug_schedule if train else "random",
                            seed=self.recipe.seed, with_extras=train)
 
-    def train_loader(self, batch_size: int, modality: str = "rgb", seed: int | None = None) -> DataLoader:
+    def train_loader(self, batch_size: int, modality: str = "rgb", seed: int | None = None,
+                     aug_variants: int | None = None, aug_schedule: str = "random") -> DataLoader:
         """Shuffled, augmented training batches; ``seed`` (default the recipe's) orders them."""
-        return make_loader(self.dataset("train", train=True, modality=modality), batch_size=batch_size, shuffle=True,
-                           workers=self.recipe.data.workers, seed=self.recipe.seed if seed is None else seed,
-                           drop_last=False)
+        ds = self.dataset("train", train=True, modality=modality, aug_variants=aug_variants, aug_schedule=aug_schedule)
+        return make_loader(ds, batch_size=batch_size, shuffle=True, workers=self.recipe.data.workers,
+                           seed=self.recipe.seed if seed is None else seed, drop_last=False)
 
-    def unlabeled_dataset(self, modality: str = "rgb") -> ClipDataset:
+    def unlabeled_dataset(self, modality: str = "rgb", aug_variants: int | None = None,
+                          aug_schedule: str = "random") -> ClipDataset:
         """The transfer set as augmented training clips (label -1), with clip keys and augmentation
         draws of its own (offset past the labelled training videos)."""
         if self.unlabeled is None:
@@ -339,15 +344,16 @@ class DataContext:
         return ClipDataset(self.unlabeled, "train", self.cache, self.spec, train=True, hflip=d.hflip,
                            augment=d.augment, augment_params=d.augment_params, modality=modality,
                            flow_cache=self.flow_cache, flow_norm=(norm["flow_mean"], norm["flow_std"]),  # type: ignore[arg-type]
-                           aug_variants=d.aug_variants, aug_schedule=d.aug_schedule, seed=self.recipe.seed,
+                           aug_variants=aug_variants, aug_schedule=aug_schedule, seed=self.recipe.seed,
                            with_extras=True, key_offset=len(self.split.train))
 
-    def mixed_train_loader(self, batch_size: int, ratio: float, modality: str = "rgb",
-                           seed: int | None = None) -> DataLoader:
+    def mixed_train_loader(self, batch_size: int, ratio: float, modality: str = "rgb", seed: int | None = None,
+                           aug_variants: int | None = None, aug_schedule: str = "random") -> DataLoader:
         """Training batches mixing labelled clips with transfer-set clips (``edgekd.data.mixing``):
         as many batches of ``batch_size`` as :meth:`train_loader` gives, ``ratio`` of each unlabelled."""
-        labelled = self.dataset("train", train=True, modality=modality)
-        mixed = MixedDataset(labelled, self.unlabeled_dataset(modality))
+        labelled = self.dataset("train", train=True, modality=modality, aug_variants=aug_variants,
+                                aug_schedule=aug_schedule)
+        mixed = MixedDataset(labelled, self.unlabeled_dataset(modality, aug_variants, aug_schedule))
         gen = torch.Generator()
         gen.manual_seed(self.recipe.seed if seed is None else seed)
         sampler = MixedBatchSampler(len(labelled), len(mixed.unlabelled), batch_size=batch_size, ratio=ratio,

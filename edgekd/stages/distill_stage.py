@@ -52,10 +52,12 @@ class _KDPlug:
     def extra_modules(self) -> list[nn.Module]:
         return self.kd.extra_modules
 
-    def train_loader(self, batch_size: int, seed: int) -> Any:
+    def train_loader(self, cfg: TrainConfig, seed: int) -> Any:
+        kw = {"modality": self.train_modality, "seed": seed, "aug_variants": cfg.aug_variants,
+              "aug_schedule": cfg.aug_schedule}
         if self.unlabeled_ratio > 0:
-            return self.ctx.mixed_train_loader(batch_size, self.unlabeled_ratio, modality=self.train_modality, seed=seed)
-        return self.ctx.train_loader(batch_size, modality=self.train_modality, seed=seed)
+            return self.ctx.mixed_train_loader(cfg.batch_size, self.unlabeled_ratio, **kw)
+        return self.ctx.train_loader(cfg.batch_size, **kw)
 
     def on_fallback(self, precision: str) -> None:
         self.kd.teacher.fall_back_to_fp32()

@@ -59,8 +59,9 @@ def _pretrain(rd: RunDir, network: str, stage: str) -> dict[str, Any]:
     choice = training_precision(rd, cfg, kwargs, ctx, batch=3 * p.batch_size)
     print(f"[{stage}] {choice.line()}", flush=True)
     # the clips it learns from: labelled training videos (labels unused), the transfer set, or both
-    parts = ([ctx.dataset("train", train=True)] if p.data in ("labeled", "both") else []) + \
-            ([ctx.unlabeled_dataset()] if p.data in ("unlabeled", "both") else [])
+    aug = {"aug_variants": cfg.aug_variants, "aug_schedule": cfg.aug_schedule}
+    parts = ([ctx.dataset("train", train=True, **aug)] if p.data in ("labeled", "both") else []) + \
+            ([ctx.unlabeled_dataset(**aug)] if p.data in ("unlabeled", "both") else [])
     pairs = PretextPairDataset(parts[0] if len(parts) == 1 else ConcatDataset(parts), p.transforms)
     # drop_last: a last batch of one video would have no negatives
     loader = make_loader(pairs, batch_size=p.batch_size, shuffle=True, workers=rd.recipe.data.workers,

@@ -40,7 +40,7 @@ class ExtraLoss(Protocol):
     loss_fn: LossFn
     extra_modules: list[nn.Module]
 
-    def train_loader(self, batch_size: int, seed: int) -> DataLoader: ...  # the batches it trains on
+    def train_loader(self, cfg: TrainConfig, seed: int) -> DataLoader: ...  # the batches it trains on
 
     def on_fallback(self, precision: str) -> None: ...  # training switched from bf16 to fp32
 
@@ -112,8 +112,8 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
                       max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule)
     # resume checkpoint keyed on this stage's inputs: a changed recipe or upstream artifact discards it
     with deterministic_mode(rd.recipe.deterministic):
-        train = ctx.train_loader(cfg.batch_size, modality=cfg.modality, seed=seed) if plug is None \
-            else plug.train_loader(cfg.batch_size, seed)
+        train = ctx.train_loader(cfg.batch_size, modality=cfg.modality, seed=seed, aug_variants=cfg.aug_variants,
+                                 aug_schedule=cfg.aug_schedule) if plug is None else plug.train_loader(cfg, seed)
         best = fit(model, train, ctx.eval_loader("val", cfg.batch_size, modality=cfg.modality), opts,
                    loss_fn=cross_entropy_loss if plug is None else plug.loss_fn,
                    extra_modules=() if plug is None else plug.extra_modules,
