@@ -38,9 +38,10 @@ def _parser() -> argparse.ArgumentParser:
     w.add_argument("--force", action="store_true", help="re-run every stage once (shared stages still run once)")
     w.add_argument("--list", action="store_true", help="print the variants and their run folders, run nothing")
     w.add_argument("--report", action="store_true", help="only rebuild summary.md/json/csv from finished variants")
-    w.add_argument("--jobs", type=int, default=1, metavar="N",
+    w.add_argument("--jobs", type=int, default=None, metavar="N",
                    help="run N variants at once, each with cores/N threads and its log in <variant>/sweep.log "
-                        "(default 1; 2 on a 2-core box roughly halves a sweep of small models)")
+                        "(default: the recipe's sweep.jobs, 1 unless set; 2 on a 2-core box roughly halves a "
+                        "sweep of small models)")
     v = sub.add_parser("validate", help="check a recipe without running it")
     v.add_argument("recipe")
     v.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -121,7 +122,8 @@ def _sweep(recipe: object, args: argparse.Namespace) -> int:
     if getattr(args, "report", False):
         write_summary(recipe, variants)  # type: ignore[arg-type]
     else:
-        failed = run_sweep(recipe, force=args.force, jobs=args.jobs)["failed"]  # type: ignore[arg-type]
+        jobs = getattr(args, "jobs", None) or recipe.sweep.jobs  # type: ignore[attr-defined]
+        failed = run_sweep(recipe, force=args.force, jobs=jobs)["failed"]  # type: ignore[arg-type]
     print((sweep_root(recipe) / "summary.md").read_text())  # type: ignore[arg-type]
     return 1 if failed else 0
 

@@ -273,8 +273,9 @@ class DistillConfig:
     # clips, about 2x cheaper than bf16 on AMX CPUs, outputs differ by the quantization error
     teacher_backend: TeacherBackend = "pytorch"
     teacher_calibration_clips: int = 64  # openvino_int8: training-split clips NNCF calibrates on
-    # replay teacher outputs per (video, augmentation variant); needs student.aug_variants. disk also
-    # persists them in data.cache_dir for later runs (other student seeds) with the same teacher and data
+    # replay teacher outputs per (video, augmentation variant); needs student.aug_variants. memory:
+    # filled during training; disk: computed once by the teacher_outputs stage before training and
+    # read by every KD student of the run (other seeds and temperatures share them)
     cache: Literal["off", "memory", "disk"] = "memory"
     # with data.unlabeled: share of each KD batch drawn from the transfer set (soft term only); the rest are labelled clips
     # (hard and soft terms). Batches keep student.batch_size and epochs their step count, so KD
@@ -421,11 +422,15 @@ class SweepConfig:
     points: tuple[dict[str, Any], ...] = ()
     exclude: tuple[dict[str, Any], ...] = ()  # drop variants matching every key/value of an entry
     # stages each variant runs (names from the stage table, edgekd/stages/table.py)
-    stages: tuple[str, ...] = ("data", "pretrain", "pretrain_teacher", "teacher", "student_scratch", "student_kd")
+    stages: tuple[str, ...] = ("data", "pretrain", "pretrain_teacher", "teacher", "student_scratch", "teacher_outputs",
+                               "student_kd")
     table: SweepTable = "generic"
     # camarena: named epochs at which accuracy is read (best val top-1 up to that epoch); empty: 25/75/100%
     epoch_marks: dict[str, int] = field(default_factory=dict)
     confidence: float = 0.95
+    # variants run at once by `edgekd run`/`edgekd sweep` (--jobs overrides), each on cores/jobs
+    # threads; the stages they all share run first, alone, on every core
+    jobs: int = 1
 
     @property
     def swept_keys(self) -> list[str]:
@@ -453,6 +458,7 @@ class SweepConfig:
                 e.need(key in swept, f"{path}.exclude[{i}].{key}: not a swept key "
                                      f"({', '.join(sorted(swept)) or 'nothing is swept'})")
         e.need(0 < self.confidence < 1, f"{path}.confidence: must be in (0, 1), got {self.confidence}")
+        e.need(self.jobs >= 1, f"{path}.jobs: must be >= 1, got {self.jobs}")
         for mark, epoch in self.epoch_marks.items():
             e.need(epoch >= 1, f"{path}.epoch_marks.{mark}: must be >= 1, got {epoch}")
         return e
@@ -491,13 +497,21 @@ class Recipe:
         """Where the variants of this recipe's sweep run (``<runs_dir>/<name>/sweep``)."""
         return self.run_dir / "sweep"
 
+    @property
+    def precomputes_teacher_outputs(self) -> bool:
+        """Whether the teacher_outputs stage computes the KD teacher's outputs before training
+        (``distill.cache: disk`` with students on augmentation variants)."""
+        return self.distill.cache == "disk" and self.student.aug_variants is not None
+
     def to_dict(self) -> dict[str, Any]:
         """The recipe as plain YAML-able data, in the shape it is written in (blocks back in place)."""
         return _to_data(self)
 
     def section_hash(self, *sections: str) -> str:
-        """Stable hash of the named sections (plus the seed): what a stage's reuse key is built from."""
-        payload = {s: _to_data(getattr(self, s)) for s in sections}
+        """Stable hash of the named sections (plus the seed): what a stage's reuse key is built from.
+        A dotted name (``student.aug_variants``) hashes that one value, for a stage that reads a
+        few keys of a section whose other keys (``student.seed``) must not re-run it."""
+        payload = {s: _to_data(_dotted(self, s)) for s in sections}
         payload["seed"] = self.seed
         return stable_hash(payload)
 
@@ -543,6 +557,12 @@ MOVED_KEYS: dict[str, str] = {
                         "tensorrt_fp16, tensorrt_int8_qdq]")
        for k in ("openvino_fp32", "openvino_int8", "qdq_int8", "tensorrt", "tensorrt_precisions")},
 }
+
+
+def _dotted(obj: Any, key: str) -> Any:
+    for part in key.split("."):
+        obj = obj.blocks if part == "blocks" else getattr(obj, part)
+    return obj
 
 
 def _to_data(obj: Any) -> Any:

@@ -90,7 +90,7 @@ def test_flow_teacher_to_rgb_student_end_to_end(tmp_path):
                            "teacher": {"model": "c3d_teacher", "modality": "flow", **small},
                            "student": {"model": "c3d_student", **small, "width_mult": 0.25, "aug_variants": 1},
                            "distill": {"method": "hu", "cache": "disk"}})
-    rd = run_pipeline(recipe, ["data", "teacher", "student_kd"])
+    rd = run_pipeline(recipe, ["data", "teacher", "teacher_outputs", "student_kd"])
     from edgekd.train.checkpoint import load_checkpoint
 
     teacher, student = load_checkpoint(rd.stage_dir("teacher") / "ckpt.pt"), load_checkpoint(rd.stage_dir("student_kd") / "ckpt.pt")
@@ -100,7 +100,38 @@ def test_flow_teacher_to_rgb_student_end_to_end(tmp_path):
     assert out["kd"]["method"] == "hu" and out["kd"]["projection"] == "Linear"  # student fc7 256 -> teacher 512
     cache = out["kd"]["cache"]
     n_train = len(json.loads((rd.stage_dir("data") / "split.json").read_text())["train"])
-    assert cache["entries"] == n_train and cache["hits"] == n_train  # epoch 2 replayed every clip (V = 1)
-    assert len(list((tmp_path / "cache" / "teacher_outputs").glob("*.pt"))) == 1  # shared with later runs
+    # the teacher_outputs stage computed every (video, variant) once (V = 1): both epochs only replayed
+    pre = json.loads((rd.stage_dir("teacher_outputs") / "stage.json").read_text())["outputs"]
+    assert pre["precomputed"] and pre["entries"] == n_train
+    assert cache["entries"] == n_train and cache["hits"] == 2 * n_train and cache["misses"] == 0
     assert (rd.stage_dir("student_kd") / "kd_projection.pt").is_file()
     assert 0.0 <= out["test_top1"] <= 1.0
+
+
+@pytest.mark.slow
+def test_precomputed_teacher_outputs_train_the_same_student_as_a_live_teacher(tmp_path):
+    """The teacher_outputs stage computes the teacher's outputs before training, at KD's batch size
+    and on the same clips: the KD student trained on them is bit-identical to one whose teacher
+    ran during training (fp32, one thread of work per stage, as KD runs it), transfer set included."""
+    from edgekd.stages.runner import run_pipeline
+
+    data = {"source": "synthetic", "synthetic": {"classes": ["walk", "jumping_jack", "sit_down"], "per_class": 6,
+                                                 "clips_per_group": 2, "num_frames": 16, "size": [48, 36]},
+            "unlabeled": {"source": "synthetic", "count": 6},
+            "clip_len": 4, "frame_interval": 2, "resize": [24, 32], "crop": [16, 16], "workers": 0,
+            "cache_dir": str(tmp_path / "cache")}
+    small = {"width_mult": 0.125, "epochs": 2, "batch_size": 4, "lr": 1e-3, "dropout": 0.0, "precision": "fp32",
+             "channels_last": False}
+    rows = {}
+    for cache in ("disk", "memory"):
+        recipe = parse_recipe({"name": cache, "runs_dir": str(tmp_path / "runs"), "data": data,
+                               "teacher": {"model": "c3d_student", **small},
+                               "student": {"model": "c3d_student", **small, "aug_variants": 2, "aug_schedule": "cycle"},
+                               "distill": {"method": "ullah", "cache": cache, "unlabeled_ratio": 0.5}})
+        rd = run_pipeline(recipe, ["data", "teacher", "teacher_outputs", "student_kd"])
+        rows[cache] = [{k: v for k, v in json.loads(line).items() if k not in ("clips_per_s", "epoch_s")}
+                       for line in (rd.stage_dir("student_kd") / "metrics.jsonl").read_text().splitlines()]
+        out = json.loads((rd.stage_dir("student_kd") / "stage.json").read_text())["outputs"]["kd"]["cache"]
+        if cache == "disk":
+            assert out["misses"] == 0 and out["hits"] > 0  # every clip's outputs came from the stage
+    assert rows["disk"] == rows["memory"] and len(rows["disk"]) == 2

@@ -146,7 +146,7 @@ def stub_stages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
             if stage == "data":
                 (out / "split.json").write_text(json.dumps({"seed": rd.recipe.seed}))
                 return {"train": 10}
-            if stage in ("pretrain", "pretrain_teacher"):
+            if stage in ("pretrain", "pretrain_teacher", "teacher_outputs"):
                 return {"enabled": False}
             acc = _fake_acc(rd, stage)
             (out / "ckpt.pt").write_bytes(f"{stage}-{acc}".encode())

@@ -299,10 +299,25 @@ class ClipDataset(Dataset):
         return torch.stack([norm(c) for c in raw])
 
     def __getitem__(self, i: int) -> tuple[Any, ...]:
+        return self._item(i, None)
+
+    def variant_item(self, i: int, v: int) -> tuple[Any, ...]:
+        """Training item ``i`` in augmentation variant ``v`` (what ``__getitem__`` returns whenever
+        the schedule picks ``v`` for it): how a teacher's outputs are computed ahead of training."""
+        if not self.train or self.aug_variants is None or not 0 <= v < self.aug_variants:
+            raise ValueError(f"variant_item needs a training dataset with aug_variants and 0 <= v < "
+                             f"{self.aug_variants}, got train={self.train}, v={v}")
+        return self._item(i, v)
+
+    def _item(self, i: int, forced_v: int | None) -> tuple[Any, ...]:
         label = self.items[i].label
         v = -1
         if self.train:
-            rng, v = self._rng(i)
+            if forced_v is None:
+                rng, v = self._rng(i)
+            else:
+                v = forced_v
+                rng = np.random.default_rng([self.seed, self.key_offset + i, v])
             rgb_u8, flow_u8 = self._train_sample(i, rng)
             rgb = None if rgb_u8 is None else self._norm_rgb(rgb_u8)
             flow = None if flow_u8 is None else self._norm_flow(flow_u8)

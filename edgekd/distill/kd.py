@@ -81,13 +81,10 @@ def build_kd(
     teacher's width by a learned projection trained with the student.
     """
     loss, params = resolve(cfg)
-    t_tap = s_tap = None
-    if loss.features:
-        t_tap = getattr(params, "teacher_features", None) or default_feature_path(teacher_model)
-    runner: Teacher = make_teacher(cfg.teacher_backend, teacher_model, input_shape=teacher_input_shape,
-                                   feature_tap=t_tap, precision=precision, channels_last=channels_last,
-                                   device=dist.device(), calibration=teacher_calibration)
-    teacher = CachedTeacher(runner, fingerprint=fingerprint)
+    s_tap = None
+    teacher = cached_teacher(cfg, teacher_model, input_shape=teacher_input_shape, precision=precision,
+                             channels_last=channels_last, fingerprint=fingerprint, calibration=teacher_calibration)
+    runner = teacher.teacher
     proj: nn.Module | None = None
     if loss.features:
         s_tap = FeatureTap(student, getattr(params, "student_features", None) or default_feature_path(student))
@@ -116,6 +113,19 @@ def build_kd(
 
     extra = [proj] if proj is not None and any(True for _ in proj.parameters()) else []
     return KDSetup(kd_loss, teacher, proj, extra, loss.name)
+
+
+def cached_teacher(cfg: DistillConfig, teacher_model: nn.Module, *, input_shape: tuple[int, ...], precision: str,
+                   channels_last: bool, fingerprint: str, calibration: Any = None) -> CachedTeacher:
+    """The frozen teacher as the recipe runs it (``distill.teacher_backend``, at ``precision``),
+    tapping the features its loss needs, behind the output cache: what KD trains against and what
+    the ``teacher_outputs`` stage fills ahead of training."""
+    loss, params = resolve(cfg)
+    tap = (getattr(params, "teacher_features", None) or default_feature_path(teacher_model)) if loss.features else None
+    runner: Teacher = make_teacher(cfg.teacher_backend, teacher_model, input_shape=input_shape, feature_tap=tap,
+                                   precision=precision, channels_last=channels_last, device=dist.device(),
+                                   calibration=calibration)
+    return CachedTeacher(runner, fingerprint=fingerprint)
 
 
 @torch.no_grad()

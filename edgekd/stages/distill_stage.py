@@ -9,12 +9,14 @@ precision (PyTorch or OpenVINO, ``distill.teacher_backend``), behind the teacher
 
 from __future__ import annotations
 
+import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import torch
 import torch.nn as nn
+from tqdm import tqdm
 
 from edgekd.distill.kd import KDSetup, build_kd, check_teacher_compatible
 from edgekd.distill.losses import resolve as resolve_kd_loss
@@ -40,7 +42,6 @@ class _KDPlug:
     kd: KDSetup
     ctx: DataContext
     train_modality: str  # "rgb", or "rgb+flow" for a flow teacher and an RGB student
-    cache: Path | None  # the teacher-output cache file (distill.cache: disk)
     method: str  # as the recipe names it (a paper's name or the mechanism's)
     unlabeled_ratio: float  # share of each batch from the transfer set; 0 without one
 
@@ -68,18 +69,16 @@ class _KDPlug:
                 torch.save({k: v.detach().float() for k, v in self.kd.extra_modules[0].state_dict().items()}, tmp)
 
     def finish(self, out: Path) -> dict[str, Any]:
-        if self.cache is not None:
-            self.kd.teacher.save(self.cache)
         return {"kd": {"method": self.method, "unlabeled_ratio": self.unlabeled_ratio, **self.kd.describe()}}
 
 
 def _kd_plug(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module, precision: str) -> _KDPlug:
-    kd, cache = _kd_setup(rd, ctx, cfg, student, precision)
+    kd = _kd_setup(rd, ctx, cfg, student, precision)
     ratio = rd.recipe.distill.unlabeled_ratio if ctx.unlabeled is not None else 0.0
     if ratio > 0 and dist.is_distributed():
         raise NotImplementedError("distillation with an unlabelled transfer set runs in one process; "
                                   "run it without torchrun (or set distill.unlabeled_ratio: 0)")
-    return _KDPlug(kd, ctx, _train_modality(rd, cfg), cache, rd.recipe.distill.method, ratio)
+    return _KDPlug(kd, ctx, _train_modality(rd, cfg), rd.recipe.distill.method, ratio)
 
 
 def _train_modality(rd: RunDir, cfg: TrainConfig) -> str:
@@ -88,11 +87,22 @@ def _train_modality(rd: RunDir, cfg: TrainConfig) -> str:
     return cfg.modality if t == cfg.modality else f"{cfg.modality}+{t}"
 
 
-def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module,
-              precision: str) -> tuple[KDSetup, Path | None]:
-    """Frozen teacher + the recipe's KD loss. The teacher runs in eval mode (no dropout) at the
-    student's training precision, and never receives gradients. A teacher trained on other classes
-    or other clips is refused; a flow teacher is accepted for an RGB student when frames and crop agree."""
+@dataclass
+class _TeacherPlan:
+    """The frozen teacher as KD will run it, and the fingerprint of its outputs."""
+
+    model: nn.Module
+    modality: str  # rgb | flow
+    input_shape: tuple[int, ...]
+    fingerprint: str
+    calibration: Any
+
+
+def _teacher_plan(rd: RunDir, ctx: DataContext, cfg: TrainConfig, precision: str) -> _TeacherPlan:
+    """Load the trained teacher, refuse one trained on other classes or clips (a flow teacher is
+    accepted for an RGB student when frames and crop agree), and fingerprint what its outputs
+    depend on: the teacher's key, the data, backend, precision, feature tap and modality; not the
+    loss (a temperature sweep reuses them)."""
     dcfg, tcfg = rd.recipe.distill, rd.recipe.teacher
     ckpt = load_checkpoint(rd.stage_dir("teacher") / "ckpt.pt")
     t_modality = ckpt.input_spec.get("modality", "rgb")
@@ -101,25 +111,85 @@ def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module
     check_teacher_compatible(ckpt.classes, ckpt.input_spec, ctx.split.classes, input_spec(ctx, cfg.modality),
                              same_modality=t_modality == cfg.modality)
     loss, params = resolve_kd_loss(dcfg)
-    # what the teacher's outputs depend on (not the loss itself: only whether it taps features, and where)
+    int8 = dcfg.teacher_backend == "openvino_int8"
     fingerprint = stable_hash({"teacher": (rd.record("teacher") or {}).get("key"), "data": rd.recipe.section_hash("data"),
                                "backend": dcfg.teacher_backend, "precision": precision, "features": loss.features,
-                               "calibration_clips": dcfg.teacher_calibration_clips if dcfg.teacher_backend == "openvino_int8" else None,
+                               "calibration_clips": dcfg.teacher_calibration_clips if int8 else None,
                                "tap": getattr(params, "teacher_features", None), "modality": t_modality})
-    channels = {"rgb": 3, "flow": 2}
     calibration = None
-    if dcfg.teacher_backend == "openvino_int8":
+    if int8:
         calibration = ctx.eval_array("train", limit=dcfg.teacher_calibration_clips, modality=t_modality)[0]
         print(f"[student_kd] INT8 teacher: NNCF calibration on {len(calibration)} training-split clips")
-    kd = build_kd(dcfg, ckpt.build(), student,
-                  teacher_input_shape=(channels[t_modality], ctx.spec.clip_len, *ctx.spec.crop),
+    channels = {"rgb": 3, "flow": 2}[t_modality]
+    return _TeacherPlan(ckpt.build(), t_modality, (channels, ctx.spec.clip_len, *ctx.spec.crop), fingerprint,
+                        calibration)
+
+
+OUTPUTS = "outputs.pt"  # the teacher_outputs stage's artifact
+
+
+def _kd_setup(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module, precision: str) -> KDSetup:
+    """Frozen teacher + the recipe's KD loss. The teacher runs in eval mode (no dropout) at the
+    student's training precision, and never receives gradients; with ``distill.cache: disk`` its
+    outputs come from the ``teacher_outputs`` stage, computed before training."""
+    dcfg = rd.recipe.distill
+    plan = _teacher_plan(rd, ctx, cfg, precision)
+    channels = {"rgb": 3, "flow": 2}
+    kd = build_kd(dcfg, plan.model, student, teacher_input_shape=plan.input_shape,
                   student_input_shape=(channels[cfg.modality], ctx.spec.clip_len, *ctx.spec.crop),
                   precision=precision, channels_last=cfg.channels_last,
-                  teacher_input="clips" if t_modality == cfg.modality else t_modality, fingerprint=fingerprint,
-                  teacher_calibration=calibration)
-    cache = None
-    if dcfg.cache == "disk":  # shared by every run with this teacher and data (other student seeds)
-        cache = Path(rd.recipe.data.cache_dir) / "teacher_outputs" / f"{fingerprint}.pt"
-        if kd.teacher.load(cache):
-            print(f"[student_kd] teacher outputs from {cache}: {len(kd.teacher)} (video, variant) entries")
-    return kd, cache
+                  teacher_input="clips" if plan.modality == cfg.modality else plan.modality,
+                  fingerprint=plan.fingerprint, teacher_calibration=plan.calibration)
+    outputs = rd.stage_dir("teacher_outputs") / OUTPUTS
+    if dcfg.cache == "disk":
+        if kd.teacher.load(outputs):
+            print(f"[student_kd] teacher outputs from {outputs}: {len(kd.teacher)} (video, variant) entries")
+        else:
+            print(f"[student_kd] no teacher outputs to reuse ({outputs} is absent or for another teacher/precision): "
+                  "the teacher runs during training")
+    return kd
+
+
+def run_teacher_outputs(rd: RunDir) -> dict[str, Any]:
+    """Stage entry: the frozen teacher's outputs on every (video, augmentation variant) the KD
+    student will train on, labelled and transfer-set clips alike, computed once and stored in
+    ``teacher_outputs/outputs.pt``. Every KD student of the run (other seeds, other temperatures)
+    reads them instead of running the teacher; they are bit-identical to what the teacher would
+    give during training (same batch size, same kernels: ``edgekd.distill.cache``)."""
+    from edgekd.distill.kd import cached_teacher
+    from edgekd.stages.train_stage import build_for, training_precision
+
+    cfg, dcfg = rd.recipe.student, rd.recipe.distill
+    if dcfg.cache != "disk" or cfg.aug_variants is None:
+        why = "distill.cache is not 'disk'" if dcfg.cache != "disk" else \
+            "student.aug_variants is not set (every clip is a fresh draw, so outputs cannot be reused)"
+        print(f"[teacher_outputs] nothing to compute: {why}", flush=True)
+        return {"precomputed": False, "reason": why}
+    ctx = DataContext.load(rd)
+    student, kwargs = build_for(cfg, len(ctx.split.classes), ctx)
+    precision = training_precision(rd, cfg, kwargs, ctx).precision  # the precision KD will train (and run the teacher) in
+    plan = _teacher_plan(rd, ctx, cfg, precision)
+    teacher = cached_teacher(dcfg, plan.model, input_shape=plan.input_shape, precision=precision,
+                             channels_last=cfg.channels_last, fingerprint=plan.fingerprint, calibration=plan.calibration)
+    modality = _train_modality(rd, cfg)
+    aug = {"aug_variants": cfg.aug_variants, "aug_schedule": cfg.aug_schedule}
+    sets = [ctx.dataset("train", train=True, modality=modality, **aug)]
+    if ctx.unlabeled is not None and dcfg.unlabeled_ratio > 0:
+        sets.append(ctx.unlabeled_dataset(modality, **aug))
+    keys = [(ds, i, v) for ds in sets for i in range(len(ds)) for v in range(cfg.aug_variants)]
+    b = cfg.batch_size  # the batch size KD runs the teacher at (outputs are bit-identical only at one size)
+    start = time.perf_counter()
+    for k in tqdm(range(0, len(keys), b), desc="teacher outputs", unit="batch"):
+        items = [ds.variant_item(i, v) for ds, i, v in keys[k:k + b]]
+        clips = torch.stack([it[0] for it in items])
+        extras = [it[2] for it in items]
+        x = clips if plan.modality == cfg.modality else torch.stack([e[plan.modality] for e in extras])
+        teacher(x, torch.stack([e["clip_key"] for e in extras]))
+    seconds = time.perf_counter() - start
+    teacher.save(rd.stage_dir("teacher_outputs") / OUTPUTS)
+    print(f"[teacher_outputs] {len(teacher)} (video, variant) outputs in {seconds:.1f} s "
+          f"({len(teacher) / max(seconds, 1e-9):.1f} clips/s, {dcfg.teacher_backend}, {precision})", flush=True)
+    return {"precomputed": True, "entries": len(teacher), "labelled_videos": len(sets[0]),
+            "unlabelled_videos": len(sets[1]) if len(sets) > 1 else 0, "variants": cfg.aug_variants,
+            "teacher_seconds": round(seconds, 2), "backend": dcfg.teacher_backend, "precision": precision,
+            "teacher": teacher.teacher.describe()}

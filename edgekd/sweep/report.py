@@ -57,6 +57,11 @@ def short_label(key: str) -> str:
 # ----------------------------------------------------------------------------- reading runs
 
 
+def reaches(key: str, sections: set[str]) -> bool:
+    """Whether recipe key ``key`` is inside one of ``sections`` (whole sections or dotted keys)."""
+    return any(key == s or key.startswith(s + ".") or s.startswith(key + ".") for s in sections)
+
+
 def stage_sections(recipe: Recipe, role: str) -> set[str]:
     """Recipe sections whose values can change ``role``'s result: its own and every upstream stage's."""
     seen, todo, out = set(), [role], set()
@@ -145,7 +150,7 @@ def group_runs(variants: list[Any], role: str) -> list[Group]:
         if run is None:
             continue
         relevant = stage_sections(v.recipe, role)
-        config = {k: val for k, val in v.config.items() if k.split(".")[0] in relevant}
+        config = {k: val for k, val in v.config.items() if reaches(k, relevant)}
         gk = json.dumps(config, sort_keys=False, default=str)
         g = groups.setdefault(gk, Group(role, config, v.recipe))
         g.runs[run.key] = run
