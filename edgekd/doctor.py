@@ -83,10 +83,22 @@ def onnxruntime_facts() -> dict[str, Any]:
 
 
 def tensorrt_facts() -> dict[str, Any]:
-    from edgekd.engines.tensorrt_engine import tensorrt_status
+    """Usable here or why not, and, wherever the module imports (a GPU is not needed to read its API),
+    which TensorRT line it is and what it builds: FP16 route, INT8 route, calibrator or not."""
+    from edgekd.engines.tensorrt_engine import tensorrt_capabilities, tensorrt_status
 
     ok, reason = tensorrt_status()  # lazy import; never raises
-    return {"usable": ok, "status": reason}
+    return {"usable": ok, "status": reason, "builds": tensorrt_capabilities()}
+
+
+def _tensorrt_rows(f: dict[str, Any]) -> list[tuple[str, Any]]:
+    rows: list[tuple[str, Any]] = [("usable", "yes" if f["usable"] else "no"), ("status", f["status"])]
+    builds = f.get("builds")
+    if builds is None:
+        return [*rows, ("builds", "nothing: the tensorrt module does not import here")]
+    return [*rows, ("line", builds["line"]), ("strong typing", builds["strong_typing"]), ("fp16", builds["fp16"]),
+            ("int8 (Q/DQ)", builds["int8_qdq"]), ("int8 calibrator", builds["int8_calib"]),
+            ("fp32", builds["fp32"]), ("version compatible", builds["version_compatible"])]
 
 
 def clock_facts() -> dict[str, Any]:
@@ -222,7 +234,7 @@ def format_report(facts: dict[str, Any]) -> str:
                                   *[(f"  {d}", f"{i.get('full_device_name')}; {i.get('optimization_capabilities')}")
                                     for d, i in f["devices"].items()]])
     err_or("onnxruntime", lambda f: [("version", f["version"]), ("providers", ", ".join(f["providers"]))])
-    err_or("tensorrt", lambda f: [("usable", "yes" if f["usable"] else "no"), ("status", f["status"])])
+    err_or("tensorrt", _tensorrt_rows)
     section("engines a run will build", list(facts["engines"].items()))
     return "\n".join(lines).rstrip() + "\n"
 

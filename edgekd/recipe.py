@@ -311,8 +311,8 @@ class EnginesConfig:
 
     # names of the backend table; edge rows (Q/DQ ONNX, FP16 ONNX, TensorRT) are built for edge_models
     # only; TensorRT rows are recorded as skipped, with the reason, where TensorRT and a GPU are absent
-    build: tuple[str, ...] = ("openvino_fp32", "openvino_int8", "onnxruntime_int8", "tensorrt_fp16",
-                              "tensorrt_int8_qdq")
+    build: tuple[str, ...] = ("openvino_fp32", "openvino_int8", "onnxruntime_int8", "onnxruntime_fp16",
+                              "tensorrt_fp16", "tensorrt_int8_qdq")
     calibration_clips: int = 300  # from the training split; all of them if fewer
     edge_models: tuple[str, ...] = ("student_kd",)  # the deployable students
     qdq_calibration: Literal["minmax", "entropy", "percentile"] = "minmax"

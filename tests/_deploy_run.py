@@ -1,6 +1,6 @@
 """A minimal run directory for the deploy tests: a tiny untrained student, exported and converted.
 
-Built directly (checkpoint -> ONNX -> OpenVINO FP32 IR -> Q/DQ ONNX, each with the sidecar the
+Built directly (checkpoint -> ONNX -> OpenVINO FP32 IR -> FP16 ONNX -> Q/DQ ONNX, each with the sidecar the
 engines stage writes) instead of running the pipeline, so pack/runtime tests take seconds.
 """
 
@@ -11,6 +11,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from edgekd.engines.fp16 import build_fp16_onnx
 from edgekd.engines.openvino_engine import build_openvino_fp32
 from edgekd.engines.qdq import build_qdq_int8
 from edgekd.export.onnx_export import export_onnx
@@ -38,6 +39,11 @@ def make_run(root: Path, *, qdq: bool = True, seed: int = 0) -> Path:
     d = root / "engines" / "student_kd" / "openvino_fp32"
     build_openvino_fp32(onnx_path, d)
     write_json(d / "engine.json", {**sidecar, "backend": "openvino", "precision": "fp32", "model": "model.xml"})
+    d = root / "engines" / "student_kd" / "onnxruntime_fp16"  # what TensorRT >= 10 builds FP16 from
+    clips = np.random.default_rng(seed).standard_normal((4, 3, t, h, w), dtype=np.float32)
+    built = build_fp16_onnx(onnx_path, d / "model.onnx", parity_clips=clips)
+    write_json(d / "engine.json", {**sidecar, "backend": "onnxruntime", "precision": "fp16", "format": "onnx_fp16",
+                                   "conversion": built["conversion"], "parity_vs_fp32_onnx": built["parity"]})
     if qdq:
         rng = np.random.default_rng(seed)
         calib = [rng.standard_normal((1, 3, t, h, w), dtype=np.float32) for _ in range(8)]

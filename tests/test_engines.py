@@ -186,6 +186,11 @@ def test_backend_table() -> None:
     bf16 = get_engine("openvino_bf16")
     assert bf16.needs == ("openvino_fp32",) and bf16.artifact == get_engine("openvino_fp32").artifact
     assert get_engine("tensorrt_int8_qdq").needs == ("onnxruntime_int8",)
+    # TensorRT >= 10 builds FP16 strongly typed from the FP16 ONNX row, which the engines stage builds first
+    fp16 = get_engine("onnxruntime_fp16")
+    assert get_engine("tensorrt_fp16").needs == ("onnxruntime_fp16",) and fp16.edge and status["onnxruntime_fp16"][0]
+    assert fp16.artifact == "engines/{model}/onnxruntime_fp16/model.onnx" and names.index("onnxruntime_fp16") < names.index(
+        "tensorrt_fp16")
     with pytest.raises(ValueError, match="did you mean 'openvino_int8'"):
         get_engine("openvino_in8")
     with pytest.raises(ValueError, match="one row per precision"):

@@ -60,9 +60,12 @@ def test_jetson_bundles_ship_onnx_and_build_script(run: Path, tmp_path: Path) ->
     assert model["engine"] == "engines/model_fp16.plan" and model["input"] == {"name": "clip", "shape": [3, 4, 16, 16]}
     assert os.access(fp16.directory / "build_engine.sh", os.X_OK) and os.access(fp16.directory / "run.sh", os.X_OK)
     assert "model/model_int8_qdq.onnx" not in fp16.manifest["files"]
+    assert fp16.manifest["model"]["file_fp16"] == "model/model_fp16.onnx"
+    assert {"model/model_fp16.onnx", "model/model_fp16.json"} <= set(fp16.manifest["files"])
     int8 = pack_bundle(run, target="jetson", precision="int8", out=tmp_path / "j8")
     assert int8.manifest["model"]["file"] == "model/model_int8_qdq.onnx"
     assert int8.manifest["model"]["tensorrt_precision"] == "int8_qdq"
+    assert "file_fp16" not in int8.manifest["model"]
     assert {"model/model.onnx", "model/model_int8_qdq.onnx"} <= set(int8.manifest["files"])
     # an engine built on the device lands in engines/, which verification ignores
     (int8.directory / "engines").mkdir()

@@ -6,8 +6,10 @@ itself (``edgekd_runtime/``, copied from :mod:`edgekd.runtime`) and a manifest w
 every file and the versions it was made with. Nothing else from edgekd is needed on the device.
 
 * ``cpu``: the run's OpenVINO IR (``fp32`` or ``int8``) and ``requirements.txt`` for a slim box.
-* ``jetson``: the FP32 ONNX (and for ``int8`` the Q/DQ ONNX) plus ``build_engine.sh``, because a
-  TensorRT plan only runs on the TensorRT version and GPU that built it, so it is built on the device.
+* ``jetson``: the FP32 ONNX plus ``build_engine.sh``, because a TensorRT plan only runs on the
+  TensorRT version and GPU that built it, so it is built on the device; for ``int8`` also the Q/DQ
+  ONNX, for ``fp16`` also the FP16 ONNX, since the device's TensorRT decides how FP16 is built:
+  strongly typed from the FP16 ONNX (10.x, 11.x) or with ``BuilderFlag.FP16`` on the FP32 ONNX (8.x).
 
 Refuses stale inputs: the engines' sidecars must name the sha256 of the run's current ONNX export.
 """
@@ -130,27 +132,38 @@ def _stage_cpu(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_path: 
     return {"backend": "openvino", "file": "model/model.xml", "precision_hint": "f32"}, versions
 
 
+# The ONNX a jetson bundle ships for each row a TensorRT row needs, and the manifest key naming it:
+# TensorRT builds the Q/DQ ONNX instead of the FP32 one ("file"); the FP16 ONNX beside it ("file_fp16"),
+# which the device's TensorRT builds strongly typed where it can (10.x, 11.x).
+_JETSON_ONNX = {"onnxruntime_int8": ("model_int8_qdq", "file"), "onnxruntime_fp16": ("model_fp16", "file_fp16")}
+
+
 def _stage_jetson(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_path: Path) -> tuple[dict[str, Any], dict[str, str]]:
     (tmp / "model").mkdir()
     shutil.copy2(onnx_path, tmp / "model" / "model.onnx")
-    source = "model/model.onnx"
-    if "onnxruntime_int8" in row.needs:
-        qdq = _require(get_engine("onnxruntime_int8").path(run_dir, model),
-                       f"run the engines stage with onnxruntime_int8 in engines.build and {model} in engines.edge_models")
-        qdq_dir = qdq.parent
-        _fresh_sidecar(qdq_dir / "engine.json", onnx_path)
-        shutil.copy2(qdq, tmp / "model" / "model_int8_qdq.onnx")
-        shutil.copy2(qdq_dir / "engine.json", tmp / "model" / "model_int8_qdq.json")
-        source = "model/model_int8_qdq.onnx"
+    files = {"file": "model/model.onnx"}
+    for need in row.needs:
+        stem, key = _JETSON_ONNX[need]
+        files[key] = _ship_onnx(tmp, run_dir, model, need, stem, onnx_path)
     for script in ("build_engine.sh", "run.sh"):
         shutil.copy2(_FILES / script, tmp / script)
-    graph = onnx.load(str(tmp / source), load_external_data=False).graph
+    graph = onnx.load(str(tmp / files["file"]), load_external_data=False).graph
     dims = [d.dim_value for d in graph.input[0].type.tensor_type.shape.dim[1:]]
     trt_precision = row.name.removeprefix("tensorrt_")
-    entry = {"backend": "tensorrt", "file": source, "tensorrt_precision": trt_precision,
+    entry = {"backend": "tensorrt", **files, "tensorrt_precision": trt_precision,
              "engine": f"engines/model_{trt_precision}.plan", "build": "build_engine.sh",
              "input": {"name": graph.input[0].name, "shape": dims}}
     return entry, {"onnx_opset": str(next((o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), ""))}
+
+
+def _ship_onnx(tmp: Path, run_dir: Path, model: str, row_name: str, stem: str, onnx_path: Path) -> str:
+    """Copy ``row_name``'s ONNX (checked fresh against the export) and its sidecar into ``model/``."""
+    src = _require(get_engine(row_name).path(run_dir, model),
+                   f"run the engines stage with {row_name} in engines.build and {model} in engines.edge_models")
+    _fresh_sidecar(src.parent / "engine.json", onnx_path)
+    shutil.copy2(src, tmp / "model" / f"{stem}.onnx")
+    shutil.copy2(src.parent / "engine.json", tmp / "model" / f"{stem}.json")
+    return f"model/{stem}.onnx"
 
 
 def _fresh_sidecar(path: Path, onnx_path: Path) -> dict[str, Any]:

@@ -72,9 +72,12 @@ def _session_options(threads: int | None) -> ort.SessionOptions:
 
 
 def onnx_precision(onnx_path: str | Path) -> str:
-    """Read the precision from the file: QDQ/QLinear graphs -> "int8", half inputs -> "fp16", else "fp32"."""
+    """Read the precision from the file: QDQ/QLinear graphs -> "int8", half inputs or half weights
+    (the FP16 ONNX keeps FP32 inputs and outputs) -> "fp16", else "fp32"."""
     model = onnx.load(str(onnx_path), load_external_data=False)
     if any(node.op_type in _QUANT_OPS for node in model.graph.node):
         return "int8"
+    if any(t.data_type == onnx.TensorProto.FLOAT16 for t in model.graph.initializer):
+        return "fp16"
     elem = model.graph.input[0].type.tensor_type.elem_type if model.graph.input else onnx.TensorProto.FLOAT
     return "fp16" if elem == onnx.TensorProto.FLOAT16 else "fp32"

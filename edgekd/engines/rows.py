@@ -102,8 +102,30 @@ def build_onnx_int8_qdq(ctx: BuildContext) -> dict[str, Any]:
     return record
 
 
+def build_onnx_fp16(ctx: BuildContext) -> dict[str, Any]:
+    """FP16 ONNX (FP32 inputs and outputs, softmax and reductions FP32), written only if it agrees
+    with the FP32 ONNX on ONNX Runtime CPU within FP16 rounding (``edgekd/engines/fp16.py``)."""
+    from edgekd.engines.fp16 import build_fp16_onnx
+
+    clips = ctx.parity_clips if ctx.parity_clips is not None else ctx.require_calibration()[:16]
+    built = build_fp16_onnx(ctx.onnx, ctx.out, parity_clips=clips)
+    model, parity = built["model"], built["parity"]
+    write_json(model.parent / "engine.json", {
+        **ctx.sidecar, "backend": "onnxruntime", "precision": "fp16", "format": "onnx_fp16", "model": model.name,
+        "model_sha256": sha256_file(model), "conversion": built["conversion"], "parity_vs_fp32_onnx": parity})
+    print(f"[engines] {ctx.model} FP16 ONNX: max |delta logit| vs FP32 ONNX {parity['max_abs_delta']:.2e} "
+          f"({parity['relative_delta']:.1e} of the largest logit, bound {parity['tolerance_relative']:.1e} for "
+          f"{parity['rounding_ops']} FP16 rounding ops), top-1 agreement {parity['top1_agreement']:.3f}")
+    return {"status": "built", "artifact": str(model), "parity": parity}
+
+
 def build_tensorrt(ctx: BuildContext) -> dict[str, Any]:
-    """A TensorRT plan for the row's precision, checked against ONNX Runtime on the same clips."""
+    """A TensorRT plan for the row's precision, checked against ONNX Runtime on the ONNX it was built from.
+
+    Which ONNX that is depends on the installed TensorRT (``tensorrt_build.build_plan``): for fp16
+    the FP16 ONNX where it builds strongly typed (10.x, 11.x), the FP32 ONNX with
+    ``BuilderFlag.FP16`` where it cannot (8.x); the row needs onnxruntime_fp16 for the former.
+    """
     from edgekd.engines.tensorrt_engine import (
         TensorRTEngine,
         TensorRTUnavailable,
@@ -114,28 +136,33 @@ def build_tensorrt(ctx: BuildContext) -> dict[str, Any]:
         BuildOptions,
         TensorRTFeatureUnavailable,
         build_engine,
+        detect_features,
     )
 
     try:
-        require_tensorrt()
+        trt = require_tensorrt()
     except TensorRTUnavailable as exc:
         raise EngineSkipped(str(exc)) from exc
+    features = detect_features(trt)
     precision = ctx.row.name.removeprefix("tensorrt_")
-    source = ctx.artifact("onnxruntime_int8") if precision == "int8_qdq" else ctx.onnx
+    onnx = ctx.artifact("onnxruntime_int8") if precision == "int8_qdq" else ctx.onnx
+    fp16_onnx = ctx.artifact("onnxruntime_fp16") if "onnxruntime_fp16" in ctx.row.needs else None
     o = ctx.options
     options = BuildOptions(precision, tuple(o.tensorrt_batch), o.tensorrt_workspace_mb, o.tensorrt_timing_cache_dir,
                            calibration_batch_size=min(o.tensorrt_batch[2], 8),
                            calibration_cache=str(ctx.out.with_name("calibration.cache")))
     try:
-        sidecar = build_engine(source, ctx.out, options, calibration_clips=ctx.calibration,
+        sidecar = build_engine(onnx, ctx.out, options, fp16_onnx=fp16_onnx, calibration_clips=ctx.calibration,
                                input_spec=ctx.input_spec, labels=ctx.labels)
-        parity = check_tensorrt_parity(TensorRTEngine(ctx.out), source, ctx.parity_clips
+        parity = check_tensorrt_parity(TensorRTEngine(ctx.out), sidecar["source_onnx"], ctx.parity_clips
                                        if ctx.parity_clips is not None else ctx.require_calibration()[:16])
     except (TensorRTFeatureUnavailable, TensorRTUnavailable) as exc:
         raise EngineSkipped(str(exc)) from exc
-    print(f"[engines] {ctx.row.name} ({ctx.model}): built {ctx.out}, max |delta logit| vs ONNX Runtime "
+    print(f"[engines] {ctx.row.name} ({ctx.model}): TensorRT {features.version} ({features.line} line), "
+          f"{sidecar['route_description']}; built {ctx.out}, max |delta logit| vs ONNX Runtime on that ONNX "
           f"{parity['max_abs_delta']:.2e}, top-1 agreement {parity['top1_agreement']:.3f}")
-    return {"status": "built", "artifact": str(ctx.out), "sidecar": sidecar, "parity": parity}
+    return {"status": "built", "artifact": str(ctx.out), "tensorrt_line": features.line, "route": sidecar["route"],
+            "strongly_typed": sidecar["strongly_typed"], "sidecar": sidecar, "parity": parity}
 
 
 # ----------------------------------------------------------------------------- loaders
@@ -210,7 +237,36 @@ def openvino_bf16_status() -> tuple[bool, str]:
             f"this CPU cannot honour OpenVINO inference precision hint 'bf16' (supported: {hints})")
 
 
+def onnxruntime_fp16_status() -> tuple[bool, str]:
+    from importlib import metadata
+
+    import onnxruntime as ort
+
+    try:
+        converter = metadata.version("onnxconverter-common")
+    except metadata.PackageNotFoundError:
+        return False, "onnxconverter-common is not installed (pip install onnxconverter-common): it writes the FP16 ONNX"
+    return True, f"ONNX Runtime {ort.__version__}, onnxconverter-common {converter}"
+
+
 def tensorrt_row_status() -> tuple[bool, str]:
     from edgekd.engines.tensorrt_engine import tensorrt_status
 
     return tensorrt_status()
+
+
+def tensorrt_calib_status() -> tuple[bool, str]:
+    """TensorRT usable here, and it still has implicit INT8 calibration (11.x removed it)."""
+    import importlib
+
+    from edgekd.engines.tensorrt_engine import tensorrt_status
+    from edgekd.runtime.tensorrt_build import TensorRTFeatureUnavailable, build_plan, detect_features
+
+    ok, why = tensorrt_status()
+    if not ok:
+        return ok, why
+    try:
+        build_plan("int8_calib", detect_features(importlib.import_module("tensorrt")))
+    except TensorRTFeatureUnavailable as exc:
+        return False, str(exc)
+    return True, why

@@ -86,18 +86,24 @@ ENGINES: tuple[EngineRow, ...] = (
     EngineRow("onnxruntime_int8", "onnxruntime", "int8", _ONNX % "onnxruntime_int8", _R + "load_onnxruntime", "int8",
               build=_R + "build_onnx_int8_qdq", edge=True, available=_R + "onnxruntime_status",
               summary="symmetric Q/DQ INT8 ONNX (what TensorRT INT8 builds from), checked on the test split"),
+    EngineRow("onnxruntime_fp16", "onnxruntime", "fp16", _ONNX % "onnxruntime_fp16", _R + "load_onnxruntime", "fp16",
+              build=_R + "build_onnx_fp16", edge=True, available=_R + "onnxruntime_fp16_status",
+              summary="FP16 ONNX, FP32 inputs/outputs, softmax and reductions FP32 (what TensorRT >= 10 builds FP16 "
+                      "from, strongly typed), checked against the FP32 ONNX"),
     EngineRow("tensorrt_fp32", "tensorrt", "fp32", _PLAN % "tensorrt_fp32", _R + "load_tensorrt", "fp32",
               build=_R + "build_tensorrt", edge=True, bundle="jetson", available=_R + "tensorrt_row_status",
               summary="TensorRT plan from the FP32 ONNX"),
     EngineRow("tensorrt_fp16", "tensorrt", "fp16", _PLAN % "tensorrt_fp16", _R + "load_tensorrt", "fp16",
-              build=_R + "build_tensorrt", edge=True, bundle="jetson", available=_R + "tensorrt_row_status",
-              summary="TensorRT FP16 plan"),
+              build=_R + "build_tensorrt", needs=("onnxruntime_fp16",), edge=True, bundle="jetson",
+              available=_R + "tensorrt_row_status",
+              summary="TensorRT FP16 plan: strongly typed from the FP16 ONNX (TensorRT 10.x, 11.x), "
+                      "BuilderFlag.FP16 on the FP32 ONNX (8.x)"),
     EngineRow("tensorrt_int8_qdq", "tensorrt", "int8", _PLAN % "tensorrt_int8_qdq", _R + "load_tensorrt", "int8",
               build=_R + "build_tensorrt", needs=("onnxruntime_int8",), edge=True, bundle="jetson",
               available=_R + "tensorrt_row_status", summary="TensorRT plan from the Q/DQ INT8 ONNX (explicit quantization)"),
     EngineRow("tensorrt_int8_calib", "tensorrt", "int8", _PLAN % "tensorrt_int8_calib", _R + "load_tensorrt", "int8",
-              build=_R + "build_tensorrt", edge=True, available=_R + "tensorrt_row_status",
-              summary="TensorRT implicit INT8 with an entropy calibrator (TensorRT 8.x only)"),
+              build=_R + "build_tensorrt", edge=True, available=_R + "tensorrt_calib_status",
+              summary="TensorRT implicit INT8 with an entropy calibrator (8.x; 10.x deprecated; removed in 11.x)"),
 )
 
 _BY_NAME: Mapping[str, EngineRow] = MappingProxyType({r.name: r for r in ENGINES})

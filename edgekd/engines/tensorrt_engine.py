@@ -8,6 +8,10 @@ saying why, not as an ``ImportError`` from deep inside a benchmark.
 :class:`TensorRTEngine` is the benchmark/evaluation adapter over the torch-free runner that deploy
 bundles ship (:mod:`edgekd.runtime.tensorrt_runner`), so the engine measured here is the engine
 the device runs; :func:`check_tensorrt_parity` compares it with ONNX Runtime on the same clips.
+
+:func:`tensorrt_capabilities` says which TensorRT line is installed and what it can build (FP16
+strongly typed or by builder flag, INT8 from Q/DQ, a calibrator or not), read from the module's
+API by :func:`edgekd.runtime.tensorrt_build.detect_features`; it needs no GPU.
 """
 
 from __future__ import annotations
@@ -22,7 +26,8 @@ import numpy as np
 
 from edgekd.engines.base import Engine, check_batch, check_logits
 
-__all__ = ["TensorRTEngine", "TensorRTUnavailable", "check_tensorrt_parity", "require_tensorrt", "tensorrt_status"]
+__all__ = ["TensorRTEngine", "TensorRTUnavailable", "check_tensorrt_parity", "require_tensorrt", "tensorrt_capabilities",
+           "tensorrt_status"]
 
 _NOT_INSTALLED = "TensorRT Python package not installed (pip install tensorrt on a machine with an NVIDIA GPU)"
 
@@ -54,6 +59,18 @@ def require_tensorrt() -> ModuleType:
     if not ok:
         raise TensorRTUnavailable(reason)
     return importlib.import_module("tensorrt")
+
+
+def tensorrt_capabilities() -> dict[str, str] | None:
+    """The installed TensorRT's line and what it builds per precision (see ``capabilities``), or
+    ``None`` where the ``tensorrt`` module cannot be imported (:func:`tensorrt_status` says why)."""
+    try:
+        trt = importlib.import_module("tensorrt")
+    except Exception:  # noqa: BLE001 - absent or broken: tensorrt_status() reports the reason
+        return None
+    from edgekd.runtime.tensorrt_build import capabilities, detect_features
+
+    return capabilities(detect_features(trt))
 
 
 def _cuda_gpu() -> tuple[bool, str]:

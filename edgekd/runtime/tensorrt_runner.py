@@ -9,8 +9,10 @@ strings instead of installing TensorRT:
 * older TensorRT (8.0-8.4, JetPack 4.6): the binding API (``num_bindings``,
   ``binding_is_input``, ``set_binding_shape``, ``execute_async_v2``).
 
-A plan file is only valid for the TensorRT version and GPU (compute capability) that built it.
-The sidecar JSON written beside it records both; :func:`check_sidecar` compares them with this
+A plan file is only valid for the TensorRT version and GPU (compute capability) that built it,
+unless it was built version compatible (``BuilderFlag.VERSION_COMPATIBLE``, 8.6+): then it also
+loads on later TensorRT versions (a 10.x plan on an 11.x runtime), still on the same GPU. The
+sidecar JSON written beside it records all three; :func:`check_sidecar` compares them with this
 machine before deserialising and raises :class:`EngineMismatch` telling the user to rebuild,
 instead of TensorRT's opaque "serialization assertion" failure.
 
@@ -66,11 +68,6 @@ class ApiLevel:
     def explicit_batch_flag(self) -> bool:
         """``EXPLICIT_BATCH`` must be passed to ``create_network`` before 10.0 (10.0 made it the only mode and deprecated the flag)."""
         return self.version < (10, 0, 0)
-
-    @property
-    def strongly_typed(self) -> bool:
-        """``NetworkDefinitionCreationFlag.STRONGLY_TYPED`` (public from 10.0): Q/DQ decide the precision."""
-        return self.version >= (10, 0, 0)
 
     @property
     def memory_pool_api(self) -> bool:
@@ -154,13 +151,18 @@ def check_sidecar(sidecar: dict[str, Any], *, tensorrt_version: str, gpu_name: s
 
     TensorRT plans are tied to the exact TensorRT version (build number included) and to the
     GPU's compute capability; the GPU name is compared too because two boards of one compute
-    capability can still differ in tactics (TensorRT warns, we refuse: timings would lie).
+    capability can still differ in tactics (TensorRT warns, we refuse: timings would lie). A plan
+    built version compatible loads on its own TensorRT version and later ones, never earlier.
     """
     built = sidecar.get("tensorrt_version")
     gpu = sidecar.get("gpu", {})
     problems = []
     if built != tensorrt_version:
-        problems.append(f"TensorRT {built} (this device has {tensorrt_version})")
+        if not sidecar.get("version_compatible"):  # sidecars older than this field: not version compatible
+            problems.append(f"TensorRT {built} (this device has {tensorrt_version})")
+        elif parse_version(tensorrt_version) < parse_version(str(built)):
+            problems.append(f"TensorRT {built}, version compatible with {built} and later only "
+                            f"(this device has {tensorrt_version})")
     if gpu.get("compute_capability") != compute_capability:
         problems.append(f"compute capability {gpu.get('compute_capability')} (this GPU: {compute_capability})")
     if gpu.get("name") != gpu_name:
@@ -205,6 +207,10 @@ class TensorRTRunner:
                       compute_capability=self.cuda.compute_capability, plan_path=self.plan_path)
         self.logger = trt.Logger(trt.Logger.WARNING)
         self.runtime = trt.Runtime(self.logger)
+        if self.sidecar.get("version_compatible"):
+            # such a plan carries its own lean runtime (host code), which TensorRT runs only when allowed;
+            # this plan's sidecar names the ONNX it was built from: it is ours, not a downloaded one
+            self.runtime.engine_host_code_allowed = True
         self.engine = self.runtime.deserialize_cuda_engine(self.plan_path.read_bytes())
         if self.engine is None:
             raise EngineMismatch(f"TensorRT could not deserialize {self.plan_path}: rebuild the engine on this device")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from pathlib import Path
 
-PACKAGES = ("torch", "numpy", "opencv-contrib-python-headless", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf")
+PACKAGES = ("torch", "numpy", "opencv-contrib-python-headless", "onnx", "onnxruntime", "onnxsim", "openvino", "nncf",
+            "onnxconverter-common")
 
 
 def package_versions() -> dict[str, str]:
