@@ -14,6 +14,9 @@ that feature as ``(N, D)``.
     video ResNet   r3d_18, r3d_34, mc3_18, r2plus1d_18 (torchvision)  video_resnet.py
     3D-ResNeXt     resnext3d_50, resnext3d_101, resnext3d_101_ce/_se,  resnext3d.py
                    resnext3d_101_ce_res2 .. _res5 (one CE module, Hu Table 2)
+    X3D            x3d_xs, x3d_s, x3d_m (pytorchvideo names)          x3d.py
+    TSM            tsm_mobilenetv2, tsm_mobilenetv2_online,           tsm.py
+                   tsm_resnet50 (MMAction2 names; clips of input_size[0] frames)
 """
 
 from __future__ import annotations
@@ -61,4 +64,4 @@ def build_model(name: str, **kwargs: object) -> nn.Module:
 
 
 # Importing the family modules registers their factories.
-from edgekd.models import c3d, resnext3d, video_resnet  # noqa: E402,F401
+from edgekd.models import c3d, resnext3d, tsm, video_resnet, x3d  # noqa: E402,F401

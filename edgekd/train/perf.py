@@ -30,9 +30,16 @@ def autocast(precision: str, device_type: str = "cpu") -> contextlib.AbstractCon
 
 
 def to_memory_format(x: torch.Tensor | nn.Module, channels_last: bool) -> torch.Tensor | nn.Module:
-    """channels_last_3d for 5-D tensors / modules when asked, identity otherwise."""
+    """channels_last_3d for 5-D tensors / 3D-conv modules when asked, identity otherwise.
+
+    A module whose convolutions are all 2-D (TSM runs a 2-D backbone per frame) gets
+    channels_last instead: channels_last_3d needs rank-5 weights and would raise.
+    """
     if not channels_last:
         return x
-    if isinstance(x, torch.Tensor) and x.dim() != 5:
-        return x
+    if isinstance(x, torch.Tensor):
+        return x.to(memory_format=torch.channels_last_3d) if x.dim() == 5 else x
+    convs = [m for m in x.modules() if isinstance(m, nn.modules.conv._ConvNd)]
+    if convs and all(isinstance(m, nn.Conv2d) for m in convs):
+        return x.to(memory_format=torch.channels_last)
     return x.to(memory_format=torch.channels_last_3d)
