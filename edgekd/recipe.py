@@ -431,6 +431,15 @@ class SweepConfig:
     # variants run at once by `edgekd run`/`edgekd sweep` (--jobs overrides), each on cores/jobs
     # threads; the stages they all share run first, alone, on every core
     jobs: int = 1
+    # stages run after ``stages`` by the variants matching every key/value of ``deploy_where`` (all
+    # variants when empty): e.g. export, engines and bench for one seed, the model a user ships,
+    # while the other seeds only train to give the table its intervals
+    deploy_stages: tuple[str, ...] = ()
+    deploy_where: dict[str, Any] = field(default_factory=dict)
+
+    def deploys(self, overrides: dict[str, Any]) -> bool:
+        """Whether the variant with these swept values runs ``deploy_stages``."""
+        return all(k in overrides and overrides[k] == v for k, v in self.deploy_where.items())
 
     @property
     def swept_keys(self) -> list[str]:
@@ -459,6 +468,15 @@ class SweepConfig:
                                      f"({', '.join(sorted(swept)) or 'nothing is swept'})")
         e.need(0 < self.confidence < 1, f"{path}.confidence: must be in (0, 1), got {self.confidence}")
         e.need(self.jobs >= 1, f"{path}.jobs: must be >= 1, got {self.jobs}")
+        for key in self.deploy_where:
+            e.need(key in swept, f"{path}.deploy_where.{key}: not a swept key "
+                                 f"({', '.join(sorted(swept)) or 'nothing is swept'})")
+        e.need(not self.deploy_where or bool(self.deploy_stages),
+               f"{path}.deploy_where: set {path}.deploy_stages too (the stages the matching variants add)")
+        for key in set(self.deploy_where) & set(self.grid):
+            e.need(self.deploy_where[key] in self.grid[key],
+                   f"{path}.deploy_where.{key}: {self.deploy_where[key]!r} is not one of its grid values "
+                   f"{list(self.grid[key])}, so no variant would deploy")
         for mark, epoch in self.epoch_marks.items():
             e.need(epoch >= 1, f"{path}.epoch_marks.{mark}: must be >= 1, got {epoch}")
         return e

@@ -146,7 +146,7 @@ def stub_stages(monkeypatch: pytest.MonkeyPatch) -> list[tuple[str, str]]:
             if stage == "data":
                 (out / "split.json").write_text(json.dumps({"seed": rd.recipe.seed}))
                 return {"train": 10}
-            if stage in ("pretrain", "pretrain_teacher", "teacher_outputs"):
+            if stage in ("pretrain", "pretrain_teacher", "teacher_outputs", "export"):
                 return {"enabled": False}
             acc = _fake_acc(rd, stage)
             (out / "ckpt.pt").write_bytes(f"{stage}-{acc}".encode())
@@ -400,3 +400,28 @@ def test_student_seeds_share_one_teacher(tmp_path: Path, stub_stages: list) -> N
     md = (sweep_root(r) / "summary.md").read_text()
     assert "## Paired differences (same seed, same data)" in md and "+11.0 [+11.0, +11.0] (n=3; shown)" in md
     assert (sweep_root(r) / "paired_differences.png").stat().st_size > 0
+
+
+def test_deploy_stages_run_only_for_the_matching_variant(tmp_path: Path, stub_stages: list) -> None:
+    """The quickstart's shape: three student seeds train for the table, one of them also runs the
+    deployment stages (here a stub export), and the summary names it."""
+    r = parse_recipe(_raw(tmp_path, {"student.seed": [0, 1, 2]}, table="ullah", deploy_stages=["export"],
+                          deploy_where={"student.seed": 1}))
+    run_sweep(r)
+    exported = [name for stage, name in stub_stages if stage == "export"]
+    assert exported == ["student.seed-1"]
+    assert {v["status"] for v in json.loads((sweep_root(r) / "variants.json").read_text())} == {"done"}
+    md = (sweep_root(r) / "summary.md").read_text()
+    assert "Deployed (export): student.seed-1." in md
+
+
+def test_deploy_where_is_checked_against_the_grid(tmp_path: Path) -> None:
+    with pytest.raises(RecipeError) as e:
+        parse_recipe(_raw(tmp_path, {"student.seed": [0, 1]}, deploy_stages=["exprot"],
+                          deploy_where={"student.seed": 5, "teacher.seed": 0}))
+    msg = str(e.value)
+    assert "sweep.deploy_where.teacher.seed: not a swept key (student.seed)" in msg
+    assert "sweep.deploy_where.student.seed: 5 is not one of its grid values [0, 1], so no variant would deploy" in msg
+    assert "sweep.deploy_stages" in msg and "exprot" in msg
+    with pytest.raises(RecipeError, match="sweep.deploy_where: set sweep.deploy_stages too"):
+        parse_recipe(_raw(tmp_path, {"student.seed": [0, 1]}, deploy_where={"student.seed": 0}))

@@ -51,6 +51,7 @@ def check_tables(recipe: Recipe) -> list[str]:
     errs += engine_name_errors("engines.build", recipe.engines.build, buildable=True)
     errs += engine_name_errors("bench.engines", recipe.bench.engines)
     errs += _names("sweep.stages", recipe.sweep.stages, STAGE_NAMES, "stages")
+    errs += _names("sweep.deploy_stages", recipe.sweep.deploy_stages, STAGE_NAMES, "stages")
     errs += _names("engines.edge_models", recipe.engines.edge_models, MODEL_ROLES, "trained models")
     models = list_models()
     for sec in ("teacher", "student"):

@@ -441,6 +441,11 @@ def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
     missing = [f"{v.slug}/{r}" for v in variants for r in roles if fresh_role(v, r) is None]
     if missing:
         table.notes.append(f"Not in the table (not run, failed, or stale for this recipe): {', '.join(missing)}.")
+    if recipe.sweep.deploy_stages:
+        deployed = [v.slug for v in variants if recipe.sweep.deploys(v.overrides)]
+        reports = [f"`{slug}/bench/report.md`" for slug in deployed if (root / slug / "bench" / "report.md").is_file()]
+        table.notes.append(f"Deployed ({', '.join(recipe.sweep.deploy_stages)}): {', '.join(deployed)}"
+                           + (f"; engines, latency and accuracy per engine in {', '.join(reports)}." if reports else "."))
     timing_path = root / "timing.json"
     if timing_path.is_file():  # written by run_sweep for the invocation that produced this table
         t = json.loads(timing_path.read_text())

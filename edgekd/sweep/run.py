@@ -135,7 +135,7 @@ def run_sweep(recipe: Recipe, *, force: bool = False, keep_going: bool = True, j
     if jobs == 1:
         for i, v in enumerate(variants, 1):
             print(f"=== sweep {recipe.name}: variant {i}/{len(variants)} {v.slug}", flush=True)
-            status[v.slug] = _run_variant(v, list(recipe.sweep.stages), pool, force)
+            status[v.slug] = _run_variant(v, variant_stages(recipe, v), pool, force)
             if status[v.slug] != "done":
                 print(f"=== variant {v.slug} {status[v.slug]}", flush=True)
                 if not keep_going:
@@ -215,7 +215,7 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
                 i, v = queue.pop(0)
                 log = root / v.slug / "sweep.log"
                 print(f"=== sweep {recipe.name}: variant {i}/{len(variants)} {v.slug} started (log: {log})", flush=True)
-                pending[ex.submit(_worker_run, v, list(recipe.sweep.stages), pool, force, str(log))] = v
+                pending[ex.submit(_worker_run, v, variant_stages(recipe, v), pool, force, str(log))] = v
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -232,6 +232,12 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
     if stop:
         failed = [s for s, st in status.items() if st != "done"]
         raise RuntimeError(f"sweep {recipe.name}: variant(s) failed: {', '.join(failed)}")
+
+
+def variant_stages(recipe: Recipe, v: Variant) -> list[str]:
+    """``sweep.stages``, then ``sweep.deploy_stages`` when the variant matches ``sweep.deploy_where``."""
+    extra = [s for s in recipe.sweep.deploy_stages if s not in recipe.sweep.stages]
+    return list(recipe.sweep.stages) + (extra if recipe.sweep.deploys(v.overrides) else [])
 
 
 def common_stages(recipe: Recipe, variants: list[Variant]) -> list[str]:
