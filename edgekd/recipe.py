@@ -234,7 +234,8 @@ class TrainConfig:
     modality: Literal["rgb", "flow"] = "rgb"
     # transfer learning (edgekd/models/pretrained.py): start from a local weights file, new head
     pretrained: str | None = None
-    pretrained_layout: Literal["auto", "edgekd", "c3d_sports1m", "torchvision", "hara"] = "auto"
+    pretrained_layout: Literal["auto", "edgekd", "c3d_sports1m", "torchvision", "hara", "pytorchvideo",
+                               "mmaction2"] = "auto"
     # [] none; [backbone] every loaded weight but the head; or module prefixes, e.g. [stem, layer1]
     freeze: tuple[str, ...] = ()
     # RGB weights into a model with other in_channels (flow): first conv's filters averaged (TSN)
@@ -281,6 +282,10 @@ class DistillConfig:
     # (hard and soft terms). Batches keep student.batch_size and epochs their step count, so KD
     # costs the scratch student's steps plus the teacher's passes
     unlabeled_ratio: float = 0.5
+    # augmentation variants per transfer-set video; null: student.aug_variants. The transfer set is
+    # usually much larger than the labelled one, so each of its videos is drawn only a few times in
+    # a training and 1-2 variants cover it while keeping the teacher's passes (teacher_outputs) down
+    transfer_variants: int | None = None
     # distill.<method>: {param: value}: parameter blocks of KD losses, by loss name
     blocks: dict[str, Any] = field(default_factory=dict, metadata=BLOCKS)
 
@@ -289,6 +294,8 @@ class DistillConfig:
         e.need(self.teacher_calibration_clips >= 1,
                f"{path}.teacher_calibration_clips: must be >= 1, got {self.teacher_calibration_clips}")
         e.need(0 <= self.unlabeled_ratio < 1, f"{path}.unlabeled_ratio: must be in [0, 1), got {self.unlabeled_ratio}")
+        e.need(self.transfer_variants is None or self.transfer_variants >= 1,
+               f"{path}.transfer_variants: must be >= 1 or null, got {self.transfer_variants}")
         return e
 
 

@@ -112,7 +112,8 @@ def test_flow_teacher_to_rgb_student_end_to_end(tmp_path):
 def test_precomputed_teacher_outputs_train_the_same_student_as_a_live_teacher(tmp_path):
     """The teacher_outputs stage computes the teacher's outputs before training, at KD's batch size
     and on the same clips: the KD student trained on them is bit-identical to one whose teacher
-    ran during training (fp32, one thread of work per stage, as KD runs it), transfer set included."""
+    ran during training (fp32, one thread of work per stage, as KD runs it), transfer set included
+    (at one variant per transfer-set video, against the students' two per labelled video)."""
     from edgekd.stages.runner import run_pipeline
 
     data = {"source": "synthetic", "synthetic": {"classes": ["walk", "jumping_jack", "sit_down"], "per_class": 6,
@@ -127,11 +128,16 @@ def test_precomputed_teacher_outputs_train_the_same_student_as_a_live_teacher(tm
         recipe = parse_recipe({"name": cache, "runs_dir": str(tmp_path / "runs"), "data": data,
                                "teacher": {"model": "c3d_student", **small},
                                "student": {"model": "c3d_student", **small, "aug_variants": 2, "aug_schedule": "cycle"},
-                               "distill": {"method": "ullah", "cache": cache, "unlabeled_ratio": 0.5}})
+                               "distill": {"method": "ullah", "cache": cache, "unlabeled_ratio": 0.5,
+                                           "transfer_variants": 1}})
         rd = run_pipeline(recipe, ["data", "teacher", "teacher_outputs", "student_kd"])
         rows[cache] = [{k: v for k, v in json.loads(line).items() if k not in ("clips_per_s", "epoch_s")}
                        for line in (rd.stage_dir("student_kd") / "metrics.jsonl").read_text().splitlines()]
         out = json.loads((rd.stage_dir("student_kd") / "stage.json").read_text())["outputs"]["kd"]["cache"]
         if cache == "disk":
             assert out["misses"] == 0 and out["hits"] > 0  # every clip's outputs came from the stage
+            pre = json.loads((rd.stage_dir("teacher_outputs") / "stage.json").read_text())["outputs"]
+            n_train = len(json.loads((rd.stage_dir("data") / "split.json").read_text())["train"])
+            # 2 variants of each labelled video, 1 of each of the 6 transfer-set videos
+            assert pre["entries"] == 2 * n_train + 6 and pre["transfer_variants"] == 1
     assert rows["disk"] == rows["memory"] and len(rows["disk"]) == 2

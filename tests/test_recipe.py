@@ -39,8 +39,10 @@ def test_unknown_keys_are_named_with_suggestion_and_all_reported():
 
 def test_range_checks_name_field_and_value():
     with pytest.raises(RecipeError) as e:
-        parse_recipe({"name": "x", "distill": {"ullah": {"alpha": 1.5, "temperature": 0}}, "data": {"crop": [200, 200]}})
+        parse_recipe({"name": "x", "distill": {"ullah": {"alpha": 1.5, "temperature": 0}, "transfer_variants": 0},
+                      "data": {"crop": [200, 200]}})
     msg = str(e.value)
+    assert "distill.transfer_variants: must be >= 1 or null, got 0" in msg
     assert "distill.ullah.alpha: must be in [0, 1], got 1.5" in msg
     assert "distill.ullah.temperature: must be > 0, got 0.0" in msg
     assert "data.crop [200, 200] must fit inside data.resize [128, 171]" in msg

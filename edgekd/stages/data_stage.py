@@ -348,12 +348,15 @@ class DataContext:
                            with_extras=True, key_offset=len(self.split.train))
 
     def mixed_train_loader(self, batch_size: int, ratio: float, modality: str = "rgb", seed: int | None = None,
-                           aug_variants: int | None = None, aug_schedule: str = "random") -> DataLoader:
+                           aug_variants: int | None = None, aug_schedule: str = "random",
+                           transfer_variants: int | None = None) -> DataLoader:
         """Training batches mixing labelled clips with transfer-set clips (``edgekd.data.mixing``):
-        as many batches of ``batch_size`` as :meth:`train_loader` gives, ``ratio`` of each unlabelled."""
+        as many batches of ``batch_size`` as :meth:`train_loader` gives, ``ratio`` of each unlabelled.
+        ``transfer_variants`` (default ``aug_variants``): variants per transfer-set video."""
         labelled = self.dataset("train", train=True, modality=modality, aug_variants=aug_variants,
                                 aug_schedule=aug_schedule)
-        mixed = MixedDataset(labelled, self.unlabeled_dataset(modality, aug_variants, aug_schedule))
+        tv = aug_variants if transfer_variants is None else transfer_variants
+        mixed = MixedDataset(labelled, self.unlabeled_dataset(modality, tv, aug_schedule))
         gen = torch.Generator()
         gen.manual_seed(self.recipe.seed if seed is None else seed)
         sampler = MixedBatchSampler(len(labelled), len(mixed.unlabelled), batch_size=batch_size, ratio=ratio,

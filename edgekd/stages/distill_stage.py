@@ -44,6 +44,7 @@ class _KDPlug:
     train_modality: str  # "rgb", or "rgb+flow" for a flow teacher and an RGB student
     method: str  # as the recipe names it (a paper's name or the mechanism's)
     unlabeled_ratio: float  # share of each batch from the transfer set; 0 without one
+    transfer_variants: int | None  # variants per transfer-set video (None: the student's aug_variants)
 
     @property
     def loss_fn(self) -> Any:
@@ -57,7 +58,8 @@ class _KDPlug:
         kw = {"modality": self.train_modality, "seed": seed, "aug_variants": cfg.aug_variants,
               "aug_schedule": cfg.aug_schedule}
         if self.unlabeled_ratio > 0:
-            return self.ctx.mixed_train_loader(cfg.batch_size, self.unlabeled_ratio, **kw)
+            return self.ctx.mixed_train_loader(cfg.batch_size, self.unlabeled_ratio, **kw,
+                                               transfer_variants=self.transfer_variants)
         return self.ctx.train_loader(cfg.batch_size, **kw)
 
     def on_fallback(self, precision: str) -> None:
@@ -78,7 +80,8 @@ def _kd_plug(rd: RunDir, ctx: DataContext, cfg: TrainConfig, student: nn.Module,
     if ratio > 0 and dist.is_distributed():
         raise NotImplementedError("distillation with an unlabelled transfer set runs in one process; "
                                   "run it without torchrun (or set distill.unlabeled_ratio: 0)")
-    return _KDPlug(kd, ctx, _train_modality(rd, cfg), rd.recipe.distill.method, ratio)
+    return _KDPlug(kd, ctx, _train_modality(rd, cfg), rd.recipe.distill.method, ratio,
+                   rd.recipe.distill.transfer_variants)
 
 
 def _train_modality(rd: RunDir, cfg: TrainConfig) -> str:
@@ -174,9 +177,12 @@ def run_teacher_outputs(rd: RunDir) -> dict[str, Any]:
     modality = _train_modality(rd, cfg)
     aug = {"aug_variants": cfg.aug_variants, "aug_schedule": cfg.aug_schedule}
     sets = [ctx.dataset("train", train=True, modality=modality, **aug)]
+    variants = [cfg.aug_variants]
     if ctx.unlabeled is not None and dcfg.unlabeled_ratio > 0:
-        sets.append(ctx.unlabeled_dataset(modality, **aug))
-    keys = [(ds, i, v) for ds in sets for i in range(len(ds)) for v in range(cfg.aug_variants)]
+        tv = cfg.aug_variants if dcfg.transfer_variants is None else dcfg.transfer_variants
+        sets.append(ctx.unlabeled_dataset(modality, tv, cfg.aug_schedule))
+        variants.append(tv)
+    keys = [(ds, i, v) for ds, n in zip(sets, variants) for i in range(len(ds)) for v in range(n)]
     b = cfg.batch_size  # the batch size KD runs the teacher at (outputs are bit-identical only at one size)
     start = time.perf_counter()
     for k in tqdm(range(0, len(keys), b), desc="teacher outputs", unit="batch"):
@@ -191,5 +197,6 @@ def run_teacher_outputs(rd: RunDir) -> dict[str, Any]:
           f"({len(teacher) / max(seconds, 1e-9):.1f} clips/s, {dcfg.teacher_backend}, {precision})", flush=True)
     return {"precomputed": True, "entries": len(teacher), "labelled_videos": len(sets[0]),
             "unlabelled_videos": len(sets[1]) if len(sets) > 1 else 0, "variants": cfg.aug_variants,
+            "transfer_variants": variants[1] if len(variants) > 1 else None,
             "teacher_seconds": round(seconds, 2), "backend": dcfg.teacher_backend, "precision": precision,
             "teacher": teacher.teacher.describe()}

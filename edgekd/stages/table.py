@@ -56,7 +56,7 @@ STAGES: tuple[Stage, ...] = (
           upstream_when=_STUDENT_PRETRAIN, external_inputs=("student.pretrained",)),
     Stage("teacher_outputs", "the frozen teacher's outputs on every (video, variant) KD will train on, computed once",
           ("distill.method", "distill.teacher_backend", "distill.teacher_calibration_clips", "distill.cache",
-           "distill.unlabeled_ratio", "student.aug_variants", "student.aug_schedule", "student.batch_size",
+           "distill.unlabeled_ratio", "distill.transfer_variants", "student.aug_variants", "student.aug_schedule", "student.batch_size",
            "student.modality", "student.model", "student.width_mult", "student.precision", "student.channels_last"),
           ("data", "teacher"), "edgekd.stages.distill_stage:run_teacher_outputs", ("distill",)),
     Stage("student_kd", "the student distilled from the frozen teacher", ("student", "distill"),
