@@ -222,6 +222,9 @@ class TrainConfig:
     zero_init_residual: bool = False
     max_steps_per_epoch: int | None = None
     lr_schedule: Literal["constant", "cosine"] = "constant"  # per epoch; cosine decays to 0 at the last epoch
+    # the weights the stage keeps: best_val (highest val top-1, ties to lower val loss) or last (the
+    # final epoch: with a cosine schedule the converged model; a val set of a few videos picks noise)
+    keep: Literal["best_val", "last"] = "best_val"
     # V fixed augmentation variants per training video (every random choice of a clip derives from
     # (seed, video, v < V)), so a frozen teacher's outputs can be cached per (video, variant); null:
     # a fresh random draw per sample. A teacher trains best on random draws; the students (scratch
@@ -304,11 +307,17 @@ class ExportConfig:
     opset: int = 17
     simplify: bool = True
     parity_clips: int = 16  # real test-split clips used for the PyTorch vs ONNX Runtime check
+    # the per-frame step graph (<model>_step.onnx + its spec) of models that stream (the online TSM):
+    # auto: for every such model; true: also, every engines.edge_models model must stream; false: never
+    streaming: Literal["auto", True, False] = "auto"
 
     def errors(self, path: str) -> list[str]:
         e = _Errors()
         e.need(self.opset >= 17, f"{path}.opset: must be >= 17, got {self.opset}")
         e.need(self.parity_clips >= 1, f"{path}.parity_clips: must be >= 1, got {self.parity_clips}")
+        # the Literal check lets 1 and 0 through (1 == True); anything else it has reported already
+        e.need(isinstance(self.streaming, bool) or self.streaming not in (0, 1),
+               f"{path}.streaming: must be auto, true or false, got {self.streaming!r}")
         return e
 
 

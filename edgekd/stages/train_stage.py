@@ -109,7 +109,8 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
 
     opts = FitOptions(epochs=cfg.epochs, lr=cfg.lr, optimizer=cfg.optimizer, weight_decay=cfg.weight_decay,
                       precision=choice.precision, precision_reason=choice.reason, channels_last=cfg.channels_last,
-                      max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule)
+                      max_steps_per_epoch=cfg.max_steps_per_epoch, desc=role, lr_schedule=cfg.lr_schedule,
+                      keep=cfg.keep)
     # resume checkpoint keyed on this stage's inputs: a changed recipe or upstream artifact discards it
     with deterministic_mode(rd.recipe.deterministic):
         train = ctx.train_loader(cfg.batch_size, modality=cfg.modality, seed=seed, aug_variants=cfg.aug_variants,
@@ -125,7 +126,7 @@ def run_train(rd: RunDir, role: str, extra: ExtraLossFactory | None = None) -> d
     # test accuracy of the kept (best-on-val) checkpoint, in fp32, for the record
     final = load_checkpoint(out / "ckpt.pt").build()
     test = evaluate(final, ctx.eval_loader("test", cfg.batch_size, modality=cfg.modality))
-    result = {"best_epoch": best["epoch"], "val_top1": best["val_top1"], "test_top1": test["top1"],
+    result = {"best_epoch": best["epoch"], "keep": cfg.keep, "val_top1": best["val_top1"], "test_top1": test["top1"],
               **({"test_top5": test["top5"]} if "top5" in test else {}),
               "params": count_params(final), "precision": best["final_precision"], "precision_choice": choice.to_dict(),
               "modality": cfg.modality, "seed": seed}

@@ -73,6 +73,7 @@ class FitOptions:
     desc: str = "train"
     lr_schedule: str = "constant"  # constant | cosine (per epoch, to 0 at the last epoch)
     precision_reason: str = ""  # why this precision (the probe's verdict), copied into every metrics row
+    keep: str = "best_val"  # best_val | last: which epoch's weights on_best receives (see fit)
 
 
 @dataclass(frozen=True)
@@ -173,7 +174,9 @@ def fit(
     on_fallback: Callable[[str], None] | None = None,
 ) -> dict[str, Any]:
     """Train for ``opts.epochs``; after each epoch evaluate on val, log a metrics line and call
-    ``on_best`` when val top-1 improves (ties broken by lower val loss). Returns the best metrics.
+    ``on_best`` when val top-1 improves (ties broken by lower val loss), or after every epoch with
+    ``opts.keep == "last"`` (a cosine schedule's end; a val set of a few videos picks noise).
+    Returns the metrics of the kept epoch.
     ``extra_modules`` hold trainable parameters of the loss (a KD feature projection): they are
     optimised with the model, put in train mode with it and saved in the resume checkpoint.
     With ``resume``, continues from a matching resume checkpoint and writes one every epoch.
@@ -238,7 +241,8 @@ def fit(
             row["precision_fallback"] = switched
         state.rows.append(row)
         state.epoch = epoch
-        if not state.best or (val["top1"], -val["loss"]) > (state.best["val_top1"], -state.best["val_loss"]):
+        if opts.keep == "last" or not state.best or \
+                (val["top1"], -val["loss"]) > (state.best["val_top1"], -state.best["val_loss"]):
             state.best = row
             if dist.is_main():
                 on_best(model, row)
