@@ -425,3 +425,28 @@ def test_deploy_where_is_checked_against_the_grid(tmp_path: Path) -> None:
     assert "sweep.deploy_stages" in msg and "exprot" in msg
     with pytest.raises(RecipeError, match="sweep.deploy_where: set sweep.deploy_stages too"):
         parse_recipe(_raw(tmp_path, {"student.seed": [0, 1]}, deploy_where={"student.seed": 0}))
+
+
+def test_kd_cost_charges_the_shared_teacher_pass_once_per_run(tmp_path: Path, stub_stages: list) -> None:
+    """Three seeds share one teacher_outputs stage: one student pays all of it, the whole run once."""
+    from edgekd.sweep import write_summary
+
+    r = parse_recipe(_raw(tmp_path, {"student.seed": [0, 1, 2]}, table="ullah"))
+    run_sweep(r)
+    root = sweep_root(r)
+    times = {"student_scratch": (10.0, 12.0), "student_kd": (14.0, 15.0), "teacher_outputs": (9.0, 6.0)}
+    for v in plan_sweep(r):
+        for stage, (cpu, wall) in times.items():
+            rec_path = root / v.slug / stage / "stage.json"
+            rec = json.loads(rec_path.read_text())
+            rec.update(cpu_seconds=cpu, seconds=wall)
+            rec_path.write_text(json.dumps(rec))
+    summary = write_summary(r, plan_sweep(r))
+    (cost,) = summary["kd_cost"]
+    cpu = cost["cpu_seconds"]
+    assert cpu["n_scratch"] == cpu["n_kd"] == 3 and cpu["teacher_outputs"] == 9.0  # one shared pass
+    assert cpu["per_student"] == pytest.approx((14 + 9) / 10)
+    assert cpu["whole_run"] == pytest.approx((3 * 14 + 9) / (3 * 10))
+    assert cost["seconds"]["whole_run"] == pytest.approx((3 * 15 + 6) / (3 * 12))
+    md = (root / "summary.md").read_text()
+    assert "## What KD costs (stage times)" in md and "| all | CPU s | 10.0 (mean of 3) | 14.0 (mean of 3) | 9.0 | 2.30x | 1.70x |" in md

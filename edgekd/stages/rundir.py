@@ -164,13 +164,16 @@ class RunDir:
             return False
         return all(self.is_fresh(up) for up in upstream_of(self.recipe, stage))
 
-    def mark_done(self, stage: str, *, seconds: float, outputs: dict[str, Any]) -> None:
-        """Write the stage manifest and drop the resume checkpoint the finished stage no longer needs."""
+    def mark_done(self, stage: str, *, seconds: float, outputs: dict[str, Any], cpu_seconds: float | None = None) -> None:
+        """Write the stage manifest and drop the resume checkpoint the finished stage no longer needs.
+        ``cpu_seconds`` (this process and its finished children, e.g. loader workers) measures the
+        work itself where wall seconds also count waiting for a shared or stolen CPU."""
         inputs = self.inputs(stage)
         write_json(self.stage_dir(stage) / "stage.json", {
             "stage": stage,
             "key": stable_hash(inputs),
             "seconds": round(seconds, 2),
+            "cpu_seconds": None if cpu_seconds is None else round(cpu_seconds, 2),
             "finished_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
             "outputs": outputs,
             "inputs": inputs,

@@ -21,6 +21,7 @@ from edgekd.stages.rundir import RunDir
 from edgekd.stages.table import STAGE_NAMES, get_stage
 from edgekd.utils import distributed as dist
 from edgekd.utils.atomic import write_text
+from edgekd.utils.cpu_clock import process_cpu_s
 
 
 def _stage_fn(stage: str) -> Callable[[RunDir], dict[str, Any]]:
@@ -72,10 +73,11 @@ def run_pipeline(recipe: Recipe, stages: Sequence[str] | None = None, *, force: 
                 why = "--force" if force else rd.why_stale(stage)
                 print(f"{tag}: running" + (f" on {dist.world_size()} processes" if distributed
                                            and dist.is_distributed() else "") + f" ({why})", flush=True)
-            start = time.perf_counter()
+            start, cpu0 = time.perf_counter(), process_cpu_s()
             outputs = _stage_fn(stage)(rd)
             if main:
-                rd.mark_done(stage, seconds=time.perf_counter() - start, outputs=outputs)
+                rd.mark_done(stage, seconds=time.perf_counter() - start, cpu_seconds=process_cpu_s() - cpu0,
+                             outputs=outputs)
                 print(f"{tag}: done in {time.perf_counter() - start:.1f} s", flush=True)
     dist.barrier()
     if main:

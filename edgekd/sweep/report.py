@@ -82,6 +82,8 @@ class RoleRun:
     key: str
     outputs: dict[str, Any]
     epochs: list[dict[str, Any]] = field(default_factory=list)
+    seconds: float | None = None  # the stage's wall time
+    cpu_seconds: float | None = None  # its CPU time (None in records older than the field)
 
     def metric(self, name: str) -> float | None:
         v = self.outputs.get(name)
@@ -112,7 +114,7 @@ def read_role(run_dir: Path, role: str) -> RoleRun | None:
                     rows.append(json.loads(line))
                 except json.JSONDecodeError:
                     pass  # a line cut by a crash
-    return RoleRun(str(rec.get("key")), dict(rec.get("outputs") or {}), rows)
+    return RoleRun(str(rec.get("key")), dict(rec.get("outputs") or {}), rows, rec.get("seconds"), rec.get("cpu_seconds"))
 
 
 # ----------------------------------------------------------------------------- grouping
@@ -392,6 +394,62 @@ def paired_differences(recipe: Recipe, variants: list[Any]) -> list[dict[str, An
     return out
 
 
+def kd_cost(variants: list[Any]) -> list[dict[str, Any]]:
+    """Per configuration: what the scratch students, the KD students and the teacher's passes
+    (the teacher_outputs stage, run once and shared by every KD student that reads it) cost, in
+    CPU seconds (the work, whoever else was running) and wall seconds. ``per_student`` is one KD
+    student with the whole teacher pass charged to it; ``whole_run`` charges the pass once against
+    all students of the configuration, which is what a sweep over seeds (or a user training several
+    students from one teacher) pays."""
+    groups: dict[str, dict[str, Any]] = {}
+    for v in variants:
+        g = groups.setdefault(json.dumps(v.config, default=str), {"config": v.config, "runs": {}})
+        for stage in ("student_scratch", "student_kd", "teacher_outputs"):
+            run = fresh_role(v, stage)
+            if run is not None and run.seconds is not None:
+                g["runs"].setdefault(stage, {})[run.key] = run
+    out = []
+    for g in groups.values():
+        runs = g["runs"]
+        if not runs.get("student_scratch") or not runs.get("student_kd"):
+            continue
+        row: dict[str, Any] = {"config": g["config"], "label": config_label(g["config"]) or "all"}
+        for clock in ("cpu_seconds", "seconds"):
+            vals = {st: [getattr(r, clock) for r in rs.values()] for st, rs in runs.items()}
+            if any(x is None for xs in vals.values() for x in xs):
+                continue
+            scratch, kd, teacher = vals["student_scratch"], vals["student_kd"], vals.get("teacher_outputs", [])
+            pass_s = sum(teacher)
+            if sum(scratch) <= 0:
+                continue  # nothing measurable (records of stages that did no work)
+            row[clock] = {"scratch_mean": sum(scratch) / len(scratch), "kd_mean": sum(kd) / len(kd),
+                          "teacher_outputs": pass_s, "n_scratch": len(scratch), "n_kd": len(kd),
+                          "per_student": (sum(kd) / len(kd) + pass_s) / (sum(scratch) / len(scratch)),
+                          "whole_run": (sum(kd) + pass_s) / sum(scratch) * len(scratch) / len(kd)}
+        if "cpu_seconds" in row or "seconds" in row:
+            out.append(row)
+    return out
+
+
+def render_cost(rows: list[dict[str, Any]]) -> str:
+    lines = ["## What KD costs (stage times)", "",
+             "| configuration | clock | scratch student | KD student | teacher passes (once) | KD / scratch, one "
+             "student | KD / scratch, whole run |", "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in rows:
+        for clock, name in (("cpu_seconds", "CPU s"), ("seconds", "wall s")):
+            c = r.get(clock)
+            if c is None:
+                continue
+            lines.append(f"| {r['label']} | {name} | {c['scratch_mean']:.1f} (mean of {c['n_scratch']}) | "
+                         f"{c['kd_mean']:.1f} (mean of {c['n_kd']}) | {c['teacher_outputs']:.1f} | "
+                         f"{c['per_student']:.2f}x | {c['whole_run']:.2f}x |")
+    lines += ["", "One student: a KD student's stage plus the whole teacher pass, over a scratch student's stage. "
+              "Whole run: the teacher pass counted once for all the KD students that share it. CPU seconds "
+              "measure the work; wall seconds also count waiting for cores that other variants (or the host) held.",
+              ""]
+    return "\n".join(lines)
+
+
 def _plot_paired(rows: list[dict[str, Any]], out: Path) -> None:
     """KD - scratch and teacher - scratch per configuration, with the per-seed values."""
     from edgekd.bench.plots import plot_differences
@@ -474,6 +532,10 @@ def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
         markdown += "\n" + render_paired(paired, recipe.sweep.confidence)
         _plot_paired(paired, root / "paired_differences.png")
         markdown += "\n![paired differences](paired_differences.png)\n"
+    cost = kd_cost(variants)
+    summary["kd_cost"] = cost
+    if cost:
+        markdown += "\n" + render_cost(cost)
     write_text(root / "summary.md", markdown)
     write_text(root / "summary.csv", render_csv(table))
     write_json(root / "summary.json", summary)

@@ -29,7 +29,8 @@ def _cpu_ticks() -> list[int] | None:
     return [int(x) for x in first[1:9]]
 
 
-def _process_cpu_s() -> float:
+def process_cpu_s() -> float:
+    """CPU seconds (user + system) of this process and its finished children so far."""
     me, kids = resource.getrusage(resource.RUSAGE_SELF), resource.getrusage(resource.RUSAGE_CHILDREN)
     return me.ru_utime + me.ru_stime + kids.ru_utime + kids.ru_stime
 
@@ -44,14 +45,14 @@ class CpuClock:
 
     @classmethod
     def start(cls) -> CpuClock:
-        return cls(time.perf_counter(), _process_cpu_s(), _cpu_ticks())
+        return cls(time.perf_counter(), process_cpu_s(), _cpu_ticks())
 
     def read(self) -> dict[str, Any]:
         """``wall_s``; ``process_cpu_s`` (user + system, children included); ``host_steal`` and
         ``host_busy``: shares of all cores' time stolen by the hypervisor and spent running
         (None where /proc/stat is absent); ``cores``."""
         out: dict[str, Any] = {"wall_s": round(time.perf_counter() - self.wall0, 2),
-                               "process_cpu_s": round(_process_cpu_s() - self.cpu0, 2),
+                               "process_cpu_s": round(process_cpu_s() - self.cpu0, 2),
                                "cores": os.cpu_count(), "host_steal": None, "host_busy": None}
         now = _cpu_ticks()
         if self.ticks0 is not None and now is not None:
