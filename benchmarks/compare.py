@@ -3,6 +3,8 @@
 - ``bench_engines.py`` results: one row per (model, batch, engine), with the speed-up over PyTorch
   eager FP32 of the same model and batch, threads and OpenVINO precision hint as recorded.
 - ``bench_train_step.py`` results: speed-ups over the fp32 row of the same model.
+- ``bench_streaming.py`` results: per backend and thread count, one streamed frame over one
+  recomputed T-frame clip (the cost per new frame of each way of classifying a stream).
 """
 
 from __future__ import annotations
@@ -55,6 +57,26 @@ def train_step_table(data: dict[str, Any]) -> str:
     return "\n".join(out)
 
 
+def streaming_table(data: dict[str, Any]) -> str:
+    """Per backend and thread count: one streamed frame vs recomputing the T-frame clip per frame,
+    both medians from this JSON (one session), and their ratio (the issue's target: <= 1/8)."""
+    cases: dict[tuple[str, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for b in data["benchmarks"]:
+        ex = b["extra_info"]
+        if ex.get("kind") == "streaming":
+            cases[(ex["backend"], ex["threads_requested"])][ex["case"]] = {**ex, **b["stats"]}
+    lines = ["| backend | threads | T | clip ms (recompute per frame) | stream ms/frame | stream / clip | target 1/8 |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for (backend, threads), modes in sorted(cases.items()):
+        if set(modes) != {"clip", "stream"}:
+            continue
+        clip, stream = modes["clip"]["median"], modes["stream"]["median"]
+        ratio = stream / clip
+        lines.append(f"| {backend} | {threads} | {modes['clip']['input'][1]} | {clip * 1e3:.2f} | {stream * 1e3:.3f} | "
+                     f"{ratio:.3f} (1/{1 / ratio:.1f}) | {'met' if ratio <= 1 / 8 else 'missed'} |")
+    return "\n".join(lines)
+
+
 def main(path: str) -> None:
     with open(path) as f:
         data = json.load(f)
@@ -67,6 +89,10 @@ def main(path: str) -> None:
         print(f"engine latency, input {infos[0]['input']} (C, T, H, W), {infos[0]['threads_requested']} thread(s) "
               f"requested; {sources}")
         print(engine_table(data))
+    if "streaming" in kinds:
+        info = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "streaming")
+        print(f"streaming vs recomputing the clip per frame, input {info['input']} (C, T, H, W), batch 1")
+        print(streaming_table(data))
     if "train_step" in kinds:
         print(train_step_table(data))
 

@@ -107,3 +107,54 @@ def test_paired_evidence_bootstraps_the_same_videos_for_both_models() -> None:
     assert out["teacher - student_scratch"]["mean"] == pytest.approx(0.5)
     same = paired_bootstrap(np.ones(50), np.ones(50))
     assert (same["mean"], same["lo"], same["hi"]) == (0.0, 0.0, 0.0)  # identical models: no spread at all
+
+
+def test_streaming_and_int8_sections_of_the_report(tmp_path: Path) -> None:
+    base = {"precision": "fp32", "hint": "f32", "threads": 1, "top1": 0.5, "p50_ms": 4.0, "spf": 0.0005}
+    rows = [{**base, "model": "student_kd", "engine": "openvino_fp32_stream", "stream_frame_p50_ms": 0.5,
+             "stream_frame_p90_ms": 0.6, "stream_clip_row": "openvino_fp32", "stream_window": 8,
+             "clip_per_frame_p50_ms": 6.0, "stream_vs_clip": 0.5 / 6.0},
+            {**base, "model": "teacher", "engine": "onnxruntime_fp32_stream", "stream_frame_p50_ms": 0.4,
+             "stream_frame_p90_ms": 0.5, "stream_clip_row": "onnxruntime_fp32", "stream_window": 8,
+             "stream_note": "no clip engine to compare with (onnxruntime_fp32: x)"},
+            {**base, "model": "student_kd", "engine": "openvino_int8", "precision": "int8",
+             "int8_note": "27 grouped/depthwise 3D convolutions (27 depthwise, 14.1% of the MACs): a known case"}]
+    write_reports(tmp_path, rows, _meta(), {})
+    md = (tmp_path / "report.md").read_text()
+    assert "## Streaming: per-frame cost" in md
+    assert "| student_kd | openvino_fp32_stream | openvino_fp32 | 8 | 0.500 | 6.000 | 0.083 (1/12.0) |" in md
+    assert "| teacher | onnxruntime_fp32_stream | onnxruntime_fp32 | 8 | 0.400 | - | no clip engine" in md
+    assert "## INT8 and grouped/depthwise 3D convolutions" in md
+    assert "- student_kd / openvino_int8: 27 grouped/depthwise 3D convolutions" in md
+    write_reports(tmp_path, [{**base, "model": "m", "engine": "openvino_fp32"}], _meta(), {})
+    assert "Streaming" not in (tmp_path / "report.md").read_text()
+
+
+def test_stream_timing_against_the_clip_engine(tmp_path: Path) -> None:
+    """A streaming row's engine answers clips like the clip engine (the running mean of T streamed
+    frames is the online model's clip logits) and is timed per frame beside recomputing the clip."""
+    from types import SimpleNamespace
+
+    import numpy as np
+    from _deploy_run import make_stream_run
+
+    from edgekd.engines.rows import load_openvino_f32, load_openvino_stream
+    from edgekd.engines.table import get_engine
+    from edgekd.stages.bench_stage import stream_timing
+
+    run = make_stream_run(tmp_path / "run")
+    row = get_engine("openvino_fp32_stream")
+    engine = load_openvino_stream(row.path(run, "student_kd"), threads=1, name=row.name)
+    clip_engine = load_openvino_f32(get_engine("openvino_fp32").path(run, "student_kd"), threads=1, name="openvino_fp32")
+    clips = np.random.default_rng(0).standard_normal((3, 3, 4, 16, 16)).astype(np.float32)
+    assert np.abs(engine.infer(clips) - clip_engine.infer(clips)).max() <= 1e-4
+    info = engine.describe()
+    assert (info["mode"], info["window"], info["precision"], info["inference_precision_hint"]) == ("stream", 4, "fp32", "f32")
+    cfg = SimpleNamespace(warmup=1, min_time_s=0.05, threads=1)
+    out = stream_timing(SimpleNamespace(root=run), "student_kd", row, engine, clips[:1], cfg)
+    assert out["stream_clip_row"] == "openvino_fp32" and out["stream_window"] == 4
+    assert out["stream_frame_p50_ms"] > 0 and out["clip_per_frame_p50_ms"] > 0
+    assert out["stream_vs_clip"] == pytest.approx(out["stream_frame_p50_ms"] / out["clip_per_frame_p50_ms"])
+    (run / "engines/student_kd/openvino_fp32/model.xml").unlink()
+    out = stream_timing(SimpleNamespace(root=run), "student_kd", row, engine, clips[:1], cfg)
+    assert "clip_per_frame_p50_ms" not in out and "add openvino_fp32 to engines.build" in out["stream_note"]

@@ -182,7 +182,7 @@ def test_backend_table() -> None:
     for row in ENGINES:  # names say (backend, precision); every row opens, and builds unless it reuses a file
         assert row.name.startswith(f"{row.backend}_{row.precision}")
         assert callable(row.loader()) and (row.build is None) == (row.name in ("pytorch_fp32", "onnxruntime_fp32",
-                                                                                "openvino_bf16"))
+                                                                                "openvino_bf16", "onnxruntime_fp32_stream"))
     bf16 = get_engine("openvino_bf16")
     assert bf16.needs == ("openvino_fp32",) and bf16.artifact == get_engine("openvino_fp32").artifact
     assert get_engine("tensorrt_int8_qdq").needs == ("onnxruntime_int8",)
@@ -191,6 +191,10 @@ def test_backend_table() -> None:
     assert get_engine("tensorrt_fp16").needs == ("onnxruntime_fp16",) and fp16.edge and status["onnxruntime_fp16"][0]
     assert fp16.artifact == "engines/{model}/onnxruntime_fp16/model.onnx" and names.index("onnxruntime_fp16") < names.index(
         "tensorrt_fp16")
+    # streaming rows: the step graph export writes, and its IR; each timed against its backend's clip row
+    streaming = {r.name: r.stream_of for r in ENGINES if r.stream_of}
+    assert streaming == {"onnxruntime_fp32_stream": "onnxruntime_fp32", "openvino_fp32_stream": "openvino_fp32"}
+    assert get_engine("onnxruntime_fp32_stream").artifact == "export/{model}_step.onnx"
     with pytest.raises(ValueError, match="did you mean 'openvino_int8'"):
         get_engine("openvino_in8")
     with pytest.raises(ValueError, match="one row per precision"):

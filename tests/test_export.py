@@ -103,3 +103,47 @@ def test_rejects_bad_arguments(tmp_path) -> None:
     assert not (tmp_path / "m.onnx").exists()
     with pytest.raises(ValueError, match="float32"):
         check_parity(_tiny_model(), tmp_path / "m.onnx", _clips(2).astype(np.float64))
+
+
+def test_step_export_of_a_streaming_model(tmp_path) -> None:
+    """``export_step_onnx``: the online TSM's per-frame graph with its step spec beside it (names,
+    state shapes, the window), every tensor with a dynamic batch axis; ``check_stream_parity``
+    streams clips through it and compares with the clip logits (FP32: reassociation only)."""
+    import json
+
+    from edgekd.export import check_stream_parity, export_step_onnx
+    from edgekd.models import build_model
+
+    torch.manual_seed(0)
+    model = build_model("tsm_mobilenetv2_online", num_classes=3, input_size=(4, 32, 32), width_mult=0.5).eval()
+    with torch.no_grad():
+        model.cls_head.fc_cls.weight.normal_(0, 0.05)  # logits of order 1, not the fresh head's ~1e-3
+    path = export_step_onnx(model, (3, 32, 32), tmp_path / "m_step.onnx", window=4)
+    spec = json.loads((tmp_path / "m_step.json").read_text())
+    assert spec["format"] == "edgekd-step-v1" and spec["model"] == "m_step.onnx" and spec["window"] == 4
+    assert spec["logits"] == {"name": "logits", "classes": 3, "dtype": "float32"} and len(spec["state"]) == 10
+    proto = onnx.load(str(path))
+    names = [i.name for i in proto.graph.input] + [o.name for o in proto.graph.output]
+    assert names == ["frame", *(f"shift_in_{i}" for i in range(10)), "logits", *(f"shift_out_{i}" for i in range(10))]
+    assert all(v.type.tensor_type.shape.dim[0].dim_param == "batch" for v in (*proto.graph.input, *proto.graph.output))
+    clips = np.random.default_rng(0).standard_normal((3, 3, 4, 32, 32)).astype(np.float32)
+    report = check_stream_parity(model, path, clips)
+    assert report["n_clips"] == 3 and report["frames"] == 4 and report["top1_agreement"] == 1.0
+    assert report["max_abs_delta"] <= 1e-4 and report["max_abs_delta_frames"] <= 1e-4
+    with pytest.raises(ValueError, match="do not fit the step spec"):
+        check_stream_parity(model, path, clips[:, :, :3])
+
+
+def test_step_export_refuses_what_cannot_stream(tmp_path) -> None:
+    from edgekd.export import export_step_onnx
+    from edgekd.models import build_model
+
+    with pytest.raises(TypeError, match="does not stream"):
+        export_step_onnx(_tiny_model(), (3, 32, 32), tmp_path / "s.onnx", window=4)
+    offline = build_model("tsm_mobilenetv2", num_classes=3, input_size=(4, 32, 32), width_mult=0.5)
+    with pytest.raises(ValueError, match="online TSM-MobileNetV2"):
+        export_step_onnx(offline, (3, 32, 32), tmp_path / "s.onnx", window=4)
+    online = build_model("tsm_mobilenetv2_online", num_classes=3, input_size=(4, 32, 32), width_mult=0.5)
+    with pytest.raises(ValueError, match=r"\(C, H, W\)"):
+        export_step_onnx(online, (3, 4, 32, 32), tmp_path / "s.onnx", window=4)  # type: ignore[arg-type]
+    assert not list(tmp_path.iterdir())

@@ -7,7 +7,6 @@ backbone and head classes (see the fixture's "source").
 """
 
 import json
-import warnings
 from pathlib import Path
 
 import numpy as np
@@ -377,10 +376,12 @@ def test_onnx_export_matches_pytorch(tmp_path, name, width):
 
 
 def test_step_exports_with_named_buffers_and_streams_like_pytorch(tmp_path):
-    """The step graph: ``frame`` and ``shift_in_i`` in, ``logits`` and ``shift_out_i`` out, dynamic
-    batch; fed its own buffers for 5 frames it tracks the PyTorch step within 1e-3 on unit-scale
+    """The step graph (``export_step_onnx``, simplified, with its step spec): ``frame`` and
+    ``shift_in_i`` in, ``logits`` and ``shift_out_i`` out, dynamic batch; fed its own buffers for 5 frames it tracks the PyTorch step within 1e-3 on unit-scale
     logits and buffers (FP32, other kernels: measured <= 5.4e-7 and 3.6e-7 of the buffers' size)."""
     import onnxruntime as ort
+
+    from edgekd.export.onnx_export import export_step_onnx
 
     model = ramp_model("tsm_mobilenetv2_online", width_mult=0.5, size=(5, 32, 32))
     x = ramp_clip(2, 3, 5, 32, 32)
@@ -389,12 +390,12 @@ def test_step_exports_with_named_buffers_and_streams_like_pytorch(tmp_path):
     names_in, names_out = step.input_names(), step.output_names()
     assert names_in == ["frame"] + [f"shift_in_{i}" for i in range(10)]
     assert names_out == ["logits"] + [f"shift_out_{i}" for i in range(10)]
-    with warnings.catch_warnings():  # the TorchScript exporter's deprecation notice
-        warnings.simplefilter("ignore")
-        torch.onnx.export(step, (x[:, :, 0], *step.initial_buffers(2, 32, 32)), str(tmp_path / "step.onnx"),
-                          input_names=names_in, output_names=names_out, opset_version=17, dynamo=False,
-                          dynamic_axes={n: {0: "batch"} for n in names_in + names_out})
-    session = ort.InferenceSession(str(tmp_path / "step.onnx"), providers=["CPUExecutionProvider"])
+    path = export_step_onnx(model, (3, 32, 32), tmp_path / "step.onnx", window=5)  # what the export stage writes
+    spec = json.loads((tmp_path / "step.json").read_text())
+    assert spec["window"] == 5 and spec["frame"] == {"name": "frame", "shape": [3, 32, 32], "dtype": "float32"}
+    assert [(b["input"], b["output"], tuple(b["shape"])) for b in spec["state"]] == [
+        (i, o, shape) for i, o, shape in zip(names_in[1:], names_out[1:], step.buffer_shapes(32, 32))]
+    session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     assert [i.name for i in session.get_inputs()] == names_in
     assert [o.name for o in session.get_outputs()] == names_out
     torch_buffers = step.initial_buffers(1, 32, 32)  # batch 1: the dynamic axis at work

@@ -113,3 +113,43 @@ def test_cli_pack(run: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str])
     assert (tmp_path / "c.tar.gz").is_file() and load_bundle(tmp_path / "c").target == "jetson"
     assert cli_main(["pack", str(tmp_path / "missing"), "--target", "cpu"]) == 2
     assert "run directory not found" in capsys.readouterr().err
+
+
+def test_a_model_that_streams_ships_its_step_model(tmp_path: Path) -> None:
+    """cpu: the OpenVINO step IR under model/stream/ with its step spec; jetson: the step ONNX (run
+    with ONNX Runtime on the device); the manifest's ``stream`` entry names them. Without the
+    target's step row the manifest says what to build; a step IR from another export is refused."""
+    from _deploy_run import make_stream_run
+
+    from edgekd.runtime.online import StepSpec
+
+    run = make_stream_run(tmp_path / "run")
+    cpu = pack_bundle(run, target="cpu", out=tmp_path / "cpu")
+    stream = cpu.manifest["stream"]
+    assert stream == {"backend": "openvino", "file": "model/stream/model.xml", "spec": "model/stream/model.json",
+                      "precision": "fp32", "window": SPEC["clip_len"], "state_tensors": 10,
+                      "engine_row": "openvino_fp32_stream"}
+    assert {"model/stream/model.xml", "model/stream/model.bin", "model/stream/model.json",
+            "model/stream/engine.json"} <= set(cpu.manifest["files"])
+    assert StepSpec.load(cpu.directory / stream["spec"]).window == SPEC["clip_len"]
+    assert cpu.manifest["model"]["file"] == "model/model.xml"  # the clip model is still the bundle's model
+    jetson = pack_bundle(run, target="jetson", precision="fp32", out=tmp_path / "jetson")
+    assert jetson.manifest["stream"]["backend"] == "onnxruntime"
+    assert {"model/stream/model.onnx", "model/stream/model.json"} <= set(jetson.manifest["files"])
+    assert (jetson.directory / "model/stream/model.onnx").read_bytes() == (run / "export/student_kd_step.onnx").read_bytes()
+    # exported, not built for this target: the manifest says so
+    bare = make_stream_run(tmp_path / "bare", build_step_ir=False)
+    res = pack_bundle(bare, target="cpu", out=tmp_path / "bare_cpu")
+    assert "stream" not in res.manifest and "add openvino_fp32_stream to engines.build" in res.manifest["stream_missing"]
+    # a re-exported step graph the engines stage has not seen
+    stale = tmp_path / "stale"
+    shutil.copytree(run, stale)
+    with (stale / "export" / "student_kd_step.onnx").open("ab") as f:
+        f.write(b"\0")
+    with pytest.raises(PackError, match="another step graph"):
+        pack_bundle(stale, target="cpu", out=tmp_path / "x")
+
+
+def test_c3d_bundles_have_no_stream_entry(run: Path, tmp_path: Path) -> None:
+    res = pack_bundle(run, target="cpu", out=tmp_path / "c")
+    assert "stream" not in res.manifest and "stream_missing" not in res.manifest

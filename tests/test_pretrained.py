@@ -129,6 +129,55 @@ def test_hara_checkpoint_with_module_prefix_into_a_ce_network(tmp_path):
     assert {f"excite.res{s}.conv.weight" for s in (2, 3, 4, 5)} <= set(report.kept_fresh)
 
 
+def test_pytorchvideo_x3d_checkpoint(tmp_path):
+    """The hub's X3D_*.pyth is ``{"model_state": state dict of create_x3d}``; names are x3d.py's as
+    they are, so every tensor but the 400-class head lands on the same key."""
+    src = randomise_bn(build_model("x3d_xs", num_classes=400, input_size=(4, 32, 32), width_mult=0.25))
+    state = src.state_dict()
+    torch.save({"model_state": state, "epoch": 300}, tmp_path / "X3D_XS.pyth")
+    dst = build_model("x3d_xs", num_classes=6, input_size=(4, 32, 32), width_mult=0.25)
+    report = load_pretrained(dst, tmp_path / "X3D_XS.pyth")
+    assert report.layout == "pytorchvideo" and report.meta == {"epoch": 300}
+    assert report.head_reset == ["blocks.5.proj.bias", "blocks.5.proj.weight"]
+    counted = [k for k in state if not k.endswith("num_batches_tracked")]
+    assert assert_backbone_equal(state, dst, skip=("blocks.5.proj.",)) == len(counted) - 2 > 300
+    assert torch.equal(dst.blocks[0].conv.conv_xy.weight, state["blocks.0.conv.conv_xy.weight"])
+    # a file without model_state cannot be read as pytorchvideo's
+    torch.save(state, tmp_path / "plain.pth")
+    with pytest.raises(ValueError, match="layout 'pytorchvideo' needs a file with a 'model_state'"):
+        load_pretrained(dst, tmp_path / "plain.pth", layout="pytorchvideo")
+
+
+def test_mmaction2_tsm_checkpoint_is_told_from_haras(tmp_path):
+    """MMAction2's .pth is ``{"meta", "state_dict"}`` like Hara's, but with backbone./cls_head. keys
+    (DDP-saved: under ``module.``); it goes through ``tsm.mmaction2_state_dict``."""
+    kw = {"input_size": (4, 32, 32), "width_mult": 0.5}
+    src = randomise_bn2d(build_model("tsm_mobilenetv2", num_classes=400, **kw))
+    state = src.state_dict()
+    payload = {"meta": {"epoch": 100, "mmaction2_version": "1.2.0"},
+               "state_dict": {f"module.{k}": v for k, v in state.items()}}
+    torch.save(payload, tmp_path / "tsm_mobilenetv2.pth")
+    assert detect_layout(payload) == "mmaction2"
+    dst = build_model("tsm_mobilenetv2_online", num_classes=5, **kw)  # the online net keeps the names
+    report = load_pretrained(dst, tmp_path / "tsm_mobilenetv2.pth")
+    assert report.layout == "mmaction2" and report.meta["meta"]["epoch"] == 100
+    assert report.head_reset == ["cls_head.fc_cls.bias", "cls_head.fc_cls.weight"]
+    counted = [k for k in state if not k.endswith("num_batches_tracked")]
+    assert assert_backbone_equal(state, dst, skip=("cls_head.fc_cls.",)) == len(counted) - 2 > 200
+    assert torch.equal(dst.backbone.layer2[1].conv[0].net.bn.running_var,
+                       state["backbone.layer2.1.conv.0.net.bn.running_var"])
+    # Hara's file (module.-prefixed ResNet keys beside "arch") is still Hara's
+    assert detect_layout({"arch": "resnet-18", "state_dict": {"module.conv1.weight": torch.zeros(1)}}) == "hara"
+
+
+def randomise_bn2d(model: nn.Module) -> nn.Module:
+    for m in model.modules():
+        if isinstance(m, nn.BatchNorm2d):
+            m.running_mean.uniform_(-1, 1)
+            m.running_var.uniform_(0.5, 2)
+    return model
+
+
 def test_wrong_architecture_lists_every_bad_key(tmp_path):
     torch.save(tiny("r3d_18", 4, seed=0).state_dict(), tmp_path / "r3d.pth")
     with pytest.raises(PretrainedMismatchError) as e:

@@ -130,3 +130,26 @@ def test_teacher_checkpoint_with_other_classes_or_inputs_is_refused_showing_both
     with pytest.raises(ValueError) as e:
         _kd_setup(rd, ctx, rd.recipe.student, nn.Linear(2, 2), "fp32")
     assert "crop: teacher [28, 28] vs student [32, 32]" in str(e.value)
+
+
+def test_export_streaming_values_and_cross_checks():
+    """export.streaming: auto | true | false. true needs every edge model to stream; false leaves
+    nothing for the streaming engine rows to run, so listing one is an error."""
+    assert parse_recipe({"name": "x"}).export.streaming == "auto"
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({"name": "x", "export": {"streaming": "atuo"}})
+    assert "export.streaming: 'atuo' is not one of ['auto', True, False], did you mean 'auto'?" in str(e.value)
+    assert len(e.value.errors) == 1
+    with pytest.raises(RecipeError, match="export.streaming: must be auto, true or false, got 1"):
+        parse_recipe({"name": "x", "export": {"streaming": 1}})  # YAML 1 == True as a Literal member
+    with pytest.raises(RecipeError, match="export.streaming: true needs every engines.edge_models model to stream; "
+                                          "student_kd is student.model 'c3d_student'"):
+        parse_recipe({"name": "x", "export": {"streaming": True}})
+    online = {"name": "x", "export": {"streaming": True}, "student": {"model": "tsm_mobilenetv2_online"},
+              "engines": {"build": ["openvino_fp32", "openvino_fp32_stream"]}}
+    assert parse_recipe(online).export.streaming is True
+    with pytest.raises(RecipeError) as e:
+        parse_recipe({**online, "export": {"streaming": False},
+                      "bench": {"engines": ["openvino_fp32", "onnxruntime_fp32_stream"]}})
+    assert "engines.build[1]: 'openvino_fp32_stream' runs the per-frame step graph" in str(e.value)
+    assert "bench.engines[1]: 'onnxruntime_fp32_stream' runs the per-frame step graph" in str(e.value)

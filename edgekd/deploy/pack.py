@@ -11,6 +11,12 @@ every file and the versions it was made with. Nothing else from edgekd is needed
   ONNX, for ``fp16`` also the FP16 ONNX, since the device's TensorRT decides how FP16 is built:
   strongly typed from the FP16 ONNX (10.x, 11.x) or with ``BuilderFlag.FP16`` on the FP32 ONNX (8.x).
 
+A model that streams (the online TSM) also ships its per-frame step model, under ``model/stream/``
+with its step spec, named by the manifest's ``stream`` entry (the runtime's ``--stream``): on ``cpu``
+the OpenVINO step IR (row ``openvino_fp32_stream``), on ``jetson`` the step ONNX, which the device
+runs with ONNX Runtime. A run whose export wrote a step graph but whose target row was not built
+gets a ``stream_missing`` line in the manifest saying what to build, not a silent omission.
+
 Refuses stale inputs: the engines' sidecars must name the sha256 of the run's current ONNX export.
 """
 
@@ -28,7 +34,7 @@ from typing import Any
 import onnx
 
 from edgekd import __version__
-from edgekd.engines.table import EngineRow, bundle_rows, get_engine
+from edgekd.engines.table import EngineRow, bundle_rows, bundle_stream_row, get_engine
 from edgekd.runtime import RUNTIME_FILES
 from edgekd.runtime.bundle import BUNDLE_FORMAT, MANIFEST, hash_tree, load_bundle
 from edgekd.runtime.preprocess import PreprocessSpec
@@ -77,6 +83,7 @@ def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = Non
             model_entry, built_with = _stage_cpu(tmp, run_dir, model, row, onnx_path)
         else:
             model_entry, built_with = _stage_jetson(tmp, run_dir, model, row, onnx_path)
+        stream = _stage_stream(tmp, run_dir, model, target, onnx_path)
         write_json(tmp / "preprocess.json", spec.to_dict())
         write_json(tmp / "labels.json", list(classes))
         pkg = tmp / "edgekd_runtime"
@@ -89,9 +96,11 @@ def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = Non
             "target": target,
             "precision": precision,
             "model": model_entry,
+            **stream,
             "preprocess": "preprocess.json",
             "labels": "labels.json",
-            "run": "python -m edgekd_runtime . VIDEO  (or --camera 0), from inside this directory",
+            "run": "python -m edgekd_runtime . VIDEO  (or --camera 0; --stream for the per-frame step model when "
+                   "the manifest names one), from inside this directory",
             "source": {"run_dir": str(run_dir), "model": model, "onnx_sha256": sha256_file(onnx_path), **provenance},
             "versions": {"edgekd": __version__, "python": platform.python_version(), **_versions(), **built_with},
             "created_at": time.strftime("%Y-%m-%dT%H:%M:%S%z"),
@@ -154,6 +163,38 @@ def _stage_jetson(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_pat
              "engine": f"engines/model_{trt_precision}.plan", "build": "build_engine.sh",
              "input": {"name": graph.input[0].name, "shape": dims}}
     return entry, {"onnx_opset": str(next((o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), ""))}
+
+
+def _stage_stream(tmp: Path, run_dir: Path, model: str, target: str, onnx_path: Path) -> dict[str, Any]:
+    """The target's step model into ``model/stream/`` -> ``{"stream": entry}``; ``{}`` for a model
+    that does not stream; ``{"stream_missing": why}`` when it streams but the row was not built."""
+    from edgekd.runtime.online import StepSpec, step_spec_path
+
+    row = bundle_stream_row(target)
+    step_onnx = get_engine("onnxruntime_fp32_stream").path(run_dir, model)
+    if row is None or not step_onnx.is_file():
+        return {}
+    src = row.path(run_dir, model)
+    if not src.is_file():
+        return {"stream_missing": f"{step_onnx.name} was exported but {row.name} was not built ({src} is missing): "
+                                  f"add {row.name} to engines.build and re-run the engines stage to ship streaming"}
+    dest = tmp / "model" / "stream"
+    dest.mkdir(parents=True)
+    if src.suffix == ".xml":
+        sidecar = _fresh_sidecar(src.parent / "engine.json", onnx_path)
+        if sidecar.get("source_step_onnx_sha256") != sha256_file(step_onnx):
+            raise PackError(f"{src.parent / 'engine.json'} was built from another step graph than {step_onnx}: re-run "
+                            "the engines stage (edgekd engines RECIPE --force)")
+        for f in (src, src.with_suffix(".bin"), src.parent / "engine.json"):
+            shutil.copy2(f, dest / f.name)
+    else:
+        shutil.copy2(src, dest / f"model{src.suffix}")
+    name = f"model{src.suffix}"
+    shutil.copy2(step_spec_path(src), step_spec_path(dest / name))
+    spec = StepSpec.load(step_spec_path(dest / name))
+    rel = f"model/stream/{name}"
+    return {"stream": {"backend": row.backend, "file": rel, "spec": step_spec_path(rel).as_posix(), "precision": "fp32",
+                       "window": spec.window, "state_tensors": len(spec.state), "engine_row": row.name}}
 
 
 def _ship_onnx(tmp: Path, run_dir: Path, model: str, row_name: str, stem: str, onnx_path: Path) -> str:

@@ -21,6 +21,7 @@ _WHERE = {
     "build_openvino_int8": "openvino_engine", "supported_precision_hints": "openvino_engine",
     "ENGINES": "table", "ENGINE_NAMES": "table", "EngineRow": "table", "get_engine": "table",
     "TensorRTUnavailable": "tensorrt_engine", "require_tensorrt": "tensorrt_engine", "tensorrt_status": "tensorrt_engine",
+    "StreamingEngine": "streaming_engine",
     "TorchEngine": "torch_engine",
 }
 __all__ = sorted([*_WHERE, "engine_status"])

@@ -70,14 +70,44 @@ def build_openvino_fp32(ctx: BuildContext) -> dict[str, Any]:
 
 
 def build_openvino_int8(ctx: BuildContext) -> dict[str, Any]:
+    """NNCF INT8 IR, then run on the parity clips (batch 1 and all at once) beside the FP32 ONNX in
+    ONNX Runtime: an IR the CPU plugin cannot run is removed and the row skipped with the plugin's
+    error (OpenVINO 2026.4 failed on TSM INT8 IRs whose last stages see 1x1 maps), and the
+    agreement with FP32 goes into the sidecar."""
+    import shutil
+
     from edgekd.engines.openvino_engine import build_openvino_int8 as build
 
     calib = ctx.require_calibration()
     xml = build(ctx.onnx, (c[None] for c in calib), ctx.out.parent, subset_size=len(calib))
+    clips = ctx.parity_clips if ctx.parity_clips is not None else calib[:8]
+    try:
+        parity = _int8_vs_fp32(xml, ctx.onnx, clips)
+    except RuntimeError as exc:
+        shutil.rmtree(xml.parent)
+        reason = str(exc).strip().splitlines()
+        raise EngineSkipped(f"the OpenVINO CPU plugin cannot run the INT8 IR of {ctx.model}: "
+                            f"{' '.join(line.strip() for line in reason[-2:])}") from exc
     write_json(xml.parent / "engine.json", {**ctx.sidecar, "backend": "openvino", "precision": "int8", "model": xml.name,
                                             "calibration": {"subset": "train", "clips": len(calib),
-                                                            "tool": "nncf.quantize"}})
-    return {"status": "built", "artifact": str(xml)}
+                                                            "tool": "nncf.quantize"}, "parity_vs_fp32_onnx": parity})
+    return {"status": "built", "artifact": str(xml), "parity": parity}
+
+
+def _int8_vs_fp32(xml: Path, onnx: Path, clips: np.ndarray) -> dict[str, Any]:
+    from edgekd.engines.onnxruntime_engine import OnnxRuntimeEngine
+    from edgekd.engines.openvino_engine import OpenVinoEngine
+
+    engine = OpenVinoEngine(xml, name="openvino_int8")
+    one = engine.infer(np.ascontiguousarray(clips[:1]))
+    got = engine.infer(np.ascontiguousarray(clips))
+    if np.abs(one - got[:1]).max() > 1e-3 * max(1.0, float(np.abs(got).max())):
+        raise RuntimeError("batch 1 and batch N logits of the same clip differ")
+    ref = OnnxRuntimeEngine(onnx, name="onnxruntime_fp32").infer(np.ascontiguousarray(clips))
+    return {"n_clips": len(clips), "max_abs_delta": float(np.abs(got - ref).max()),
+            "median_max_abs_delta": float(np.median(np.abs(got - ref).max(axis=1))),
+            "top1_agreement": float(np.mean(got.argmax(1) == ref.argmax(1))),
+            "compared": "INT8 IR (OpenVINO CPU) vs the FP32 ONNX (ONNX Runtime CPU)"}
 
 
 def build_onnx_int8_qdq(ctx: BuildContext) -> dict[str, Any]:
@@ -100,6 +130,41 @@ def build_onnx_int8_qdq(ctx: BuildContext) -> dict[str, Any]:
               f"{accuracy['top1_agreement']:.3f})")
     write_json(model.parent / "engine.json", sidecar)
     return record
+
+
+def build_openvino_fp32_stream(ctx: BuildContext) -> dict[str, Any]:
+    """FP32 IR of the model's per-frame step graph (written by the export stage for models that
+    stream), its step spec beside it, checked against the step ONNX in ONNX Runtime: the same clips
+    streamed through both, running means compared."""
+    import shutil
+
+    from edgekd.engines.openvino_engine import build_openvino_fp32 as build
+    from edgekd.runtime.online import FrameStream, load_step, step_spec_path
+
+    step_onnx = ctx.artifact("onnxruntime_fp32_stream")
+    if not step_onnx.is_file():
+        raise EngineSkipped(f"{ctx.model} has no per-frame step graph ({step_onnx.name}): export writes one only "
+                            "for models that stream (edgekd.models.streaming_models()) unless export.streaming is false")
+    xml = build(step_onnx, ctx.out.parent)
+    shutil.copy2(step_spec_path(step_onnx), step_spec_path(xml))
+    clips = ctx.parity_clips if ctx.parity_clips is not None else ctx.require_calibration()[:8]
+    means = []
+    for backend, path in (("onnxruntime", step_onnx), ("openvino", xml)):
+        stream = FrameStream(load_step(backend, path, batch=len(clips)), batch=len(clips))
+        for t in range(clips.shape[2]):
+            mean = stream.push(np.ascontiguousarray(clips[:, :, t]))
+        means.append(mean.astype(np.float64))
+    parity = {"n_clips": len(clips), "frames": int(clips.shape[2]),
+              "max_abs_delta": float(np.abs(means[0] - means[1]).max()),
+              "top1_agreement": float(np.mean(means[0].argmax(1) == means[1].argmax(1))),
+              "compared": "running mean of the streamed frames, OpenVINO IR vs the step ONNX in ONNX Runtime"}
+    write_json(xml.parent / "engine.json", {
+        **ctx.sidecar, "backend": "openvino", "precision": "fp32", "model": xml.name, "mode": "stream",
+        "step_spec": step_spec_path(xml).name, "source_step_onnx": str(step_onnx),
+        "source_step_onnx_sha256": sha256_file(step_onnx), "parity_vs_step_onnx": parity})
+    print(f"[engines] {ctx.model} OpenVINO step IR: streamed {parity['n_clips']} clips, max |delta| of the running "
+          f"mean vs the step ONNX {parity['max_abs_delta']:.2e}")
+    return {"status": "built", "artifact": str(xml), "parity": parity}
 
 
 def build_onnx_fp16(ctx: BuildContext) -> dict[str, Any]:
@@ -192,6 +257,18 @@ def load_openvino_bf16(path: Path, *, threads: int, name: str) -> Engine:
     from edgekd.engines.openvino_engine import OpenVinoEngine
 
     return OpenVinoEngine(path, threads=threads, precision_hint="bf16", name=name)
+
+
+def load_onnxruntime_stream(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.streaming_engine import StreamingEngine
+
+    return StreamingEngine("onnxruntime", path, threads=threads, name=name)
+
+
+def load_openvino_stream(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.streaming_engine import StreamingEngine
+
+    return StreamingEngine("openvino", path, threads=threads, name=name)
 
 
 def load_tensorrt(path: Path, *, threads: int, name: str) -> Engine:

@@ -4,6 +4,9 @@
 The engines stage builds the rows a recipe lists in ``engines.build``, the bench stage opens the
 rows of ``bench.engines``, ``edgekd pack`` ships the rows that name a bundle target, ``edgekd
 doctor`` asks each row whether it can run here, and recipe validation checks names against it.
+Streaming rows (``stream_of``) hold a model's per-frame step graph instead of its clip graph; their
+loaders still take clips (streamed frame by frame), and the bench times them per frame against
+their clip row; a bundle ships its target's streaming row beside the clip model.
 Adding a backend or a precision is one :class:`EngineRow` here plus its builder and loader
 (``edgekd/engines/rows.py``, or a module of its own); nothing else lists engines.
 """
@@ -18,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ENGINES", "ENGINE_NAMES", "EngineRow", "bundle_rows", "engine_name_errors", "get_engine"]
+__all__ = ["ENGINES", "ENGINE_NAMES", "EngineRow", "bundle_rows", "bundle_stream_row", "engine_name_errors", "get_engine"]
 
 
 @dataclass(frozen=True)
@@ -37,6 +40,9 @@ class EngineRow:
     bundle: str | None = None  # the `edgekd pack` target that ships it (cpu | jetson)
     available: str | None = None  # "module:function() -> (ok, reason)": can it run on this machine?
     summary: str = ""
+    # a streaming row: its artifact is the per-frame step graph of a model that streams (the online
+    # TSM), run frame by frame with the state carried; names the clip row it is timed against
+    stream_of: str | None = None
 
     def path(self, run_dir: Path, model: str) -> Path:
         return run_dir / self.artifact.format(model=model)
@@ -90,6 +96,14 @@ ENGINES: tuple[EngineRow, ...] = (
               build=_R + "build_onnx_fp16", edge=True, available=_R + "onnxruntime_fp16_status",
               summary="FP16 ONNX, FP32 inputs/outputs, softmax and reductions FP32 (what TensorRT >= 10 builds FP16 "
                       "from, strongly typed), checked against the FP32 ONNX"),
+    EngineRow("onnxruntime_fp32_stream", "onnxruntime", "fp32", "export/{model}_step.onnx", _R + "load_onnxruntime_stream",
+              "fp32", bundle="jetson", available=_R + "onnxruntime_status", stream_of="onnxruntime_fp32",
+              summary="the exported per-frame step graph (models that stream: the online TSM) in ONNX Runtime, "
+                      "state carried between frames"),
+    EngineRow("openvino_fp32_stream", "openvino", "fp32", _IR % "openvino_fp32_stream", _R + "load_openvino_stream",
+              "fp32", build=_R + "build_openvino_fp32_stream", bundle="cpu", available=_R + "openvino_status",
+              stream_of="openvino_fp32", summary="OpenVINO IR of the per-frame step graph, f32, compiled with a static "
+                                                "batch, state carried between frames"),
     EngineRow("tensorrt_fp32", "tensorrt", "fp32", _PLAN % "tensorrt_fp32", _R + "load_tensorrt", "fp32",
               build=_R + "build_tensorrt", edge=True, bundle="jetson", available=_R + "tensorrt_row_status",
               summary="TensorRT plan from the FP32 ONNX"),
@@ -143,8 +157,13 @@ def engine_name_errors(path: str, names: tuple[str, ...], *, buildable: bool = F
 
 
 def bundle_rows(target: str) -> dict[str, EngineRow]:
-    """``{precision: row}`` of the rows ``edgekd pack --target target`` can ship."""
-    return {r.precision: r for r in ENGINES if r.bundle == target}
+    """``{precision: row}`` of the clip models ``edgekd pack --target target`` can ship."""
+    return {r.precision: r for r in ENGINES if r.bundle == target and r.stream_of is None}
+
+
+def bundle_stream_row(target: str) -> EngineRow | None:
+    """The streaming row ``edgekd pack --target target`` ships beside the clip model, when built."""
+    return next((r for r in ENGINES if r.bundle == target and r.stream_of is not None), None)
 
 
 def _check_table() -> None:
@@ -155,6 +174,8 @@ def _check_table() -> None:
         for need in r.needs:
             if need not in seen:
                 raise AssertionError(f"engine {r.name!r}: {need!r} must be declared before it")
+        if r.stream_of is not None and (r.stream_of not in seen or _BY_NAME[r.stream_of].backend != r.backend):
+            raise AssertionError(f"engine {r.name!r}: stream_of {r.stream_of!r} must be an earlier row of its backend")
         seen.add(r.name)
 
 

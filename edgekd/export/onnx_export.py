@@ -5,6 +5,13 @@ exact: FP32, a dynamic batch axis named ``batch``, input ``clip`` ``(N, C, T, H,
 ``logits`` ``(N, K)``, checked by ``onnx.checker``, simplified by onnxsim only when onnxsim's own
 numeric check passes, and written atomically so a failed export never clobbers a good file.
 
+A model that streams (``edgekd.models.streaming_models()``, the online TSM) also gets its per-frame
+*step* graph (:func:`export_step_onnx`): ``frame`` and its carried state in, this frame's logits
+and the new state out, every tensor named and with a dynamic batch axis, plus a step spec beside
+it (``<stem>.json``, the runtime's ``edgekd-step-v1``: names, shapes, dtypes, the window T) that
+the streaming runtime, the engines and the bench read. :func:`check_stream_parity` streams a
+clip's frames through it and compares the running mean with the model's clip logits.
+
 Exporter choice (torch 2.13): the TorchScript exporter (``dynamo=False``). The default
 torch.export-based exporter needs ``onnxscript`` (not a dependency here), takes ~1 s even for a
 toy model, and could not honour opset 17 (its down-conversion from 18 failed and it silently
@@ -26,9 +33,17 @@ import onnx
 import torch
 from torch import nn
 
-from edgekd.utils.atomic import atomic_path
+from edgekd.runtime.online import (
+    FrameStream,
+    OnnxRuntimeStep,
+    StateTensor,
+    StepSpec,
+    step_spec_path,
+)
+from edgekd.utils.atomic import atomic_path, write_json
 
-__all__ = ["BATCH_AXIS", "INPUT_NAME", "OUTPUT_NAME", "check_parity", "export_onnx"]
+__all__ = ["BATCH_AXIS", "INPUT_NAME", "OUTPUT_NAME", "check_parity", "check_stream_parity", "export_onnx",
+           "export_step_onnx"]
 
 INPUT_NAME = "clip"
 OUTPUT_NAME = "logits"
@@ -55,15 +70,99 @@ def export_onnx(
     path = Path(path)
     dummy = torch.randn(_TRACE_BATCH, *shape, device=_module_device(model))
     with atomic_path(path) as tmp, _eval_mode(model):
-        _torchscript_export(model, dummy, tmp, opset)
+        _torchscript_export(model, (dummy,), tmp, opset, [INPUT_NAME], [OUTPUT_NAME])
         proto = onnx.load(str(tmp))
         onnx.checker.check_model(proto, full_check=True)
         if simplify:
-            proto = _simplify(proto, shape, path)
+            proto = _simplify(proto, {INPUT_NAME: [_TRACE_BATCH, *shape]}, path)
             onnx.checker.check_model(proto, full_check=True)
-        _check_interface(proto, path)
+        _check_interface(proto, path, [INPUT_NAME], [OUTPUT_NAME])
         onnx.save(proto, str(tmp))
     return path
+
+
+def export_step_onnx(
+    model: nn.Module,
+    frame_shape: tuple[int, int, int],
+    path: str | Path,
+    *,
+    window: int,
+    opset: int = 17,
+    simplify: bool = True,
+) -> Path:
+    """Export the per-frame step graph of a streaming ``model`` for frames ``(C, H, W)`` to ``path``
+    and write its step spec beside it (:func:`~edgekd.runtime.online.step_spec_path`).
+
+    ``model.step_module()`` is a module ``(frame, *state) -> (logits, *new_state)`` with
+    ``input_names()`` / ``output_names()`` (frame and logits first, then the state tensors, paired by
+    position) and ``initial_buffers(batch, h, w)`` (the zero state). ``window`` is T, the number of
+    per-frame logits the streaming prediction averages (the clip length the model was trained on).
+    Every input and output keeps a dynamic batch axis (one stream per row). Returns the ONNX path.
+    """
+    if not hasattr(model, "step_module"):
+        raise TypeError(f"export_step_onnx: {type(model).__name__} has no step_module(): it does not stream")
+    if window < 1:
+        raise ValueError(f"export_step_onnx: window must be >= 1, got {window}")
+    if len(frame_shape) != 3 or not all(isinstance(d, int) and d > 0 for d in frame_shape):
+        raise ValueError(f"export_step_onnx: frame_shape must be (C, H, W) positive ints, got {frame_shape!r}")
+    c, h, w = frame_shape
+    _require_fp32(model)
+    path = Path(path)
+    step = model.step_module()
+    names_in, names_out = list(step.input_names()), list(step.output_names())
+    device = _module_device(model)
+    state = [b.to(device) for b in step.initial_buffers(_TRACE_BATCH, h, w)]
+    dummy = (torch.randn(_TRACE_BATCH, c, h, w, device=device), *(torch.randn_like(b) for b in state))
+    with _eval_mode(model), torch.no_grad():
+        logits, *new_state = step(*dummy)
+    if len(names_in) != len(names_out) or len(new_state) != len(state) or len(names_in) != len(state) + 1:
+        raise RuntimeError(f"export_step_onnx: step of {type(model).__name__} names inputs {names_in} and outputs "
+                           f"{names_out} for {len(state)} state tensors; they must pair up")
+    with atomic_path(path) as tmp, _eval_mode(model):
+        _torchscript_export(step, dummy, tmp, opset, names_in, names_out)
+        proto = onnx.load(str(tmp))
+        onnx.checker.check_model(proto, full_check=True)
+        if simplify:
+            proto = _simplify(proto, {n: list(t.shape) for n, t in zip(names_in, dummy)}, path)
+            onnx.checker.check_model(proto, full_check=True)
+        _check_interface(proto, path, names_in, names_out)
+        onnx.save(proto, str(tmp))
+    spec = StepSpec(frame=names_in[0], frame_shape=(c, h, w), logits=names_out[0], num_classes=int(logits.shape[1]),
+                    state=tuple(StateTensor(i, o, tuple(int(d) for d in b.shape[1:]))
+                                for i, o, b in zip(names_in[1:], names_out[1:], state)),
+                    window=window)
+    write_json(step_spec_path(path), {**spec.to_dict(), "model": path.name, "opset": opset, "simplified": simplify,
+                                      "source": type(model).__name__})
+    return path
+
+
+def check_stream_parity(model: nn.Module, step_onnx: str | Path, clips: np.ndarray) -> dict[str, Any]:
+    """Stream each clip's T frames through the step ONNX (ONNX Runtime CPU, zero state first) and
+    compare with PyTorch: the running mean after the last frame against the model's clip logits
+    (``max_abs_delta``: streaming equals the clip), and every frame's logits against the PyTorch
+    step's (``max_abs_delta_frames``). ``clips`` is ``(N, C, T, H, W)`` float32 with T the window."""
+    clips = _validate_clips(clips)
+    spec = StepSpec.load(step_spec_path(step_onnx))
+    if clips.shape[2] != spec.window or (clips.shape[1], *clips.shape[3:]) != spec.frame_shape:
+        raise ValueError(f"check_stream_parity: clips {clips.shape} do not fit the step spec (frames "
+                         f"{spec.frame_shape}, window {spec.window})")
+    runner = OnnxRuntimeStep(step_onnx, spec)
+    stream = FrameStream(runner, batch=len(clips))
+    step = model.step_module()
+    device = _module_device(model)
+    state = [b.to(device) for b in step.initial_buffers(len(clips), *spec.frame_shape[1:])]
+    frame_delta = 0.0
+    with _eval_mode(model), torch.no_grad():
+        for t in range(spec.window):
+            frame = np.ascontiguousarray(clips[:, :, t])
+            mean = stream.push(frame)
+            want, *state = step(torch.from_numpy(frame).to(device), *state)
+            frame_delta = max(frame_delta, float(np.abs(stream.last_logits - want.float().cpu().numpy()).max()))
+        ref = model(torch.from_numpy(clips).to(device)).float().cpu().numpy()
+    delta = np.abs(ref.astype(np.float64) - mean.astype(np.float64))
+    return {"n_clips": len(clips), "frames": spec.window, "max_abs_delta": float(delta.max()),
+            "max_abs_delta_frames": frame_delta, "top1_agreement": float(np.mean(ref.argmax(1) == mean.argmax(1))),
+            "onnxruntime_version": runner.version, "compared": "running mean of T streamed frames vs clip logits"}
 
 
 def check_parity(
@@ -113,17 +212,18 @@ def check_parity(
 # --------------------------------------------------------------------------------------------
 
 
-def _torchscript_export(model: nn.Module, dummy: torch.Tensor, out: Path, opset: int) -> None:
-    dynamic = {INPUT_NAME: {0: BATCH_AXIS}, OUTPUT_NAME: {0: BATCH_AXIS}}
+def _torchscript_export(model: nn.Module, dummy: tuple[torch.Tensor, ...], out: Path, opset: int,
+                        input_names: list[str], output_names: list[str]) -> None:
+    dynamic = {name: {0: BATCH_AXIS} for name in (*input_names, *output_names)}
     with warnings.catch_warnings():
         warnings.filterwarnings("ignore", message=".*legacy TorchScript-based ONNX export.*")
         warnings.filterwarnings("ignore", message="The feature will be removed.*", category=DeprecationWarning)
         torch.onnx.export(
             model,
-            (dummy,),
+            dummy,
             str(out),
-            input_names=[INPUT_NAME],
-            output_names=[OUTPUT_NAME],
+            input_names=input_names,
+            output_names=output_names,
             dynamic_axes=dynamic,
             opset_version=opset,
             do_constant_folding=True,
@@ -131,16 +231,12 @@ def _torchscript_export(model: nn.Module, dummy: torch.Tensor, out: Path, opset:
         )
 
 
-def _simplify(proto: onnx.ModelProto, shape: tuple[int, ...], path: Path) -> onnx.ModelProto:
+def _simplify(proto: onnx.ModelProto, shapes: dict[str, list[int]], path: Path) -> onnx.ModelProto:
     """onnxsim with its random-input numeric check; a failed check is an error, not a fallback."""
     import onnxsim
 
     with contextlib.redirect_stdout(io.StringIO()):  # onnxsim prints "Checking i/n..." per run
-        simplified, ok = onnxsim.simplify(
-            proto,
-            check_n=_SIMPLIFY_CHECK_N,
-            test_input_shapes={INPUT_NAME: [_TRACE_BATCH, *shape]},
-        )
+        simplified, ok = onnxsim.simplify(proto, check_n=_SIMPLIFY_CHECK_N, test_input_shapes=shapes)
     if not ok:
         raise RuntimeError(
             f"onnxsim's check failed for {path}: the simplified graph disagrees with the exported one; "
@@ -149,15 +245,15 @@ def _simplify(proto: onnx.ModelProto, shape: tuple[int, ...], path: Path) -> onn
     return simplified
 
 
-def _check_interface(proto: onnx.ModelProto, path: Path) -> None:
+def _check_interface(proto: onnx.ModelProto, path: Path, input_names: list[str], output_names: list[str]) -> None:
     """The contract every engine builder relies on: names, FP32 and a symbolic batch axis."""
     inputs = [i for i in proto.graph.input if i.name not in {init.name for init in proto.graph.initializer}]
-    if [i.name for i in inputs] != [INPUT_NAME] or [o.name for o in proto.graph.output] != [OUTPUT_NAME]:
+    if [i.name for i in inputs] != input_names or [o.name for o in proto.graph.output] != output_names:
         raise RuntimeError(
-            f"{path}: expected input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, got "
+            f"{path}: expected inputs {input_names} and outputs {output_names}, got "
             f"{[i.name for i in inputs]} -> {[o.name for o in proto.graph.output]}"
         )
-    for value in (inputs[0], proto.graph.output[0]):
+    for value in (*inputs, *proto.graph.output):
         tensor = value.type.tensor_type
         if tensor.elem_type != onnx.TensorProto.FLOAT:
             raise RuntimeError(

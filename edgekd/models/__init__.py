@@ -2,6 +2,10 @@
 
 Models never see the recipe; the stage code turns recipe fields into constructor arguments.
 
+A model registered with ``streams=True`` can also run one frame at a time: its ``step_module()``
+is a module taking a frame and its carried state as explicit inputs and returning this frame's
+logits and the new state (``tsm.TSMStep``), which export writes as the streaming graph.
+
 Every factory takes ``num_classes`` and the keywords ``input_size`` (T, H, W; ignored by networks
 with global pooling), ``width_mult``, ``dropout`` and ``in_channels`` (2 for optical flow). Every
 model class names two modules, so distillation and transfer learning need no per-model code:
@@ -29,18 +33,27 @@ import torch.nn as nn
 
 ModelFactory = Callable[..., nn.Module]
 _REGISTRY: dict[str, ModelFactory] = {}
+_STREAMING: set[str] = set()
 
 
-def register_model(name: str) -> Callable[[ModelFactory], ModelFactory]:
-    """Decorator adding a factory under ``name``; a second registration of a name is a bug."""
+def register_model(name: str, *, streams: bool = False) -> Callable[[ModelFactory], ModelFactory]:
+    """Decorator adding a factory under ``name``; a second registration of a name is a bug.
+    ``streams``: its models have a per-frame ``step_module()`` (see the module docstring)."""
 
     def wrap(fn: ModelFactory) -> ModelFactory:
         if name in _REGISTRY:
             raise ValueError(f"model {name!r} is already registered")
         _REGISTRY[name] = fn
+        if streams:
+            _STREAMING.add(name)
         return fn
 
     return wrap
+
+
+def streaming_models() -> list[str]:
+    """Names of the models that stream frame by frame (``register_model(..., streams=True)``), sorted."""
+    return sorted(_STREAMING)
 
 
 def list_models() -> list[str]:

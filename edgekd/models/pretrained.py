@@ -11,12 +11,17 @@ file cannot run pickled code), maps it onto this package's module names and load
                   (the public c3d-pytorch port of the Caffe model)
     torchvision   a plain video-ResNet state dict (stem.0.weight, ...)    none
     hara          ``{"state_dict": {"module.conv1.weight": ...}, "arch"}``  strip ``module.``
+    pytorchvideo  ``{"model_state": {"blocks.0.conv.conv_t.weight": ...}}``  none (x3d.py keeps
+                  (the hub's X3D_XS.pyth ... X3D_M.pyth)                  pytorchvideo's names)
+    mmaction2     ``{"meta": ..., "state_dict": {"backbone.conv1...":     strip a DDP ``module.``
+                  ..., "cls_head.fc_cls.weight": ...}}`` (TSM .pth files)  (tsm.mmaction2_state_dict)
 
-``layout="auto"`` tells them apart from the file's structure. The classifier head (the model's
-``head_path``) is the one part allowed to differ: a head whose shape does not fit the target
-classes is dropped and keeps the model's fresh initialisation. Any other missing, unexpected or
-mis-shaped key is an error that lists every one of them, because a silently half-loaded backbone
-trains without complaint and just ends up worse. Two absences are expected and allowed: BatchNorm
+``layout="auto"`` tells them apart from the file's structure (an MMAction2 file from Hara's, both
+keeping a ``state_dict``, by its ``meta`` and its ``backbone.``/``cls_head.`` keys). The classifier
+head (the model's ``head_path``) is the one part allowed to differ: a head whose shape does not
+fit the target classes is dropped and keeps the model's fresh initialisation. Any other missing,
+unexpected or mis-shaped key is an error that lists every one of them, because a silently
+half-loaded backbone trains without complaint and just ends up worse. Two absences are expected and allowed: BatchNorm
 ``num_batches_tracked`` counters (files saved before PyTorch 0.4.1 lack them) and modules a model
 declares in ``new_module_prefixes`` (e.g. CE/SE modules that a plain ResNeXt file cannot have).
 """
@@ -32,8 +37,10 @@ from typing import Any, Literal
 import torch
 import torch.nn as nn
 
-Layout = Literal["auto", "edgekd", "c3d_sports1m", "torchvision", "hara"]
-LAYOUTS = ("edgekd", "c3d_sports1m", "torchvision", "hara")
+Layout = Literal["auto", "edgekd", "c3d_sports1m", "torchvision", "hara", "pytorchvideo", "mmaction2"]
+LAYOUTS = ("edgekd", "c3d_sports1m", "torchvision", "hara", "pytorchvideo", "mmaction2")
+_PYTORCHVIDEO_KEY = "blocks.0.conv.conv_t.weight"  # X3D's stem: in every pytorchvideo X3D checkpoint
+_MMACTION2_PREFIXES = ("backbone.", "cls_head.")
 C3D_CONVS = ("conv1", "conv2", "conv3a", "conv3b", "conv4a", "conv4b", "conv5a", "conv5b")
 _EDGEKD_FORMAT = "edgekd-checkpoint-v1"  # train/checkpoint.py's FORMAT (not imported: it imports the registry)
 
@@ -112,11 +119,15 @@ def load_pretrained(
 
 
 def detect_layout(payload: Any, path: Path | str = "file") -> str:
-    """Tell the four layouts apart from the file's structure alone."""
+    """Tell the layouts apart from the file's structure alone."""
     if not isinstance(payload, dict):
         raise ValueError(f"{path}: expected a dict of weights, got {type(payload).__name__}")
     if payload.get("format") == _EDGEKD_FORMAT:
         return "edgekd"
+    if isinstance(payload.get("model_state"), dict) and _PYTORCHVIDEO_KEY in payload["model_state"]:
+        return "pytorchvideo"
+    if _is_mmaction2(payload):
+        return "mmaction2"
     if isinstance(payload.get("state_dict"), dict):
         return "hara"
     keys = [k for k, v in payload.items() if isinstance(v, torch.Tensor)]
@@ -141,7 +152,19 @@ def _check_layout(payload: Any, layout: str, path: Path) -> str:
     if layout == "edgekd" and payload.get("format") != _EDGEKD_FORMAT:
         raise ValueError(f"{path}: layout 'edgekd' needs an {_EDGEKD_FORMAT!r} checkpoint; this file has "
                          f"format {payload.get('format')!r}")
+    if layout == "pytorchvideo" and not isinstance(payload.get("model_state"), dict):
+        raise ValueError(f"{path}: layout 'pytorchvideo' needs a file with a 'model_state' dict (the hub's "
+                         f"X3D_*.pyth); this one has keys {list(payload)[:8]}")
     return layout
+
+
+def _is_mmaction2(payload: dict[str, Any]) -> bool:
+    """MMAction2's ``.pth``: ``meta`` beside a ``state_dict`` of ``backbone.``/``cls_head.`` keys
+    (a DistributedDataParallel ``module.`` prefix allowed)."""
+    state = payload.get("state_dict")
+    if "meta" not in payload or not isinstance(state, dict) or not state:
+        return False
+    return all(str(k).removeprefix("module.").startswith(_MMACTION2_PREFIXES) for k in state)
 
 
 def to_model_keys(payload: dict[str, Any], layout: str,
@@ -155,6 +178,14 @@ def to_model_keys(payload: dict[str, Any], layout: str,
         inner = payload.get("state_dict", payload)
         meta = {k: payload[k] for k in ("arch", "epoch") if k in payload}
         state = {k.removeprefix("module."): v for k, v in inner.items()}
+    elif layout == "pytorchvideo":
+        meta = {k: payload[k] for k in ("epoch",) if k in payload}
+        state = dict(payload["model_state"])
+    elif layout == "mmaction2":
+        from edgekd.models.tsm import mmaction2_state_dict
+
+        meta = {"meta": payload["meta"]} if "meta" in payload else {}
+        state = mmaction2_state_dict(payload)
     elif layout == "c3d_sports1m":
         state = {(f"features.{k}" if k.split(".")[0] in C3D_CONVS else k): v for k, v in payload.items()}
     else:  # torchvision

@@ -364,6 +364,11 @@ class TSM(nn.Module):
         logits = self.cls_head.fc_cls(self.cls_head.frame_features(self.backbone(self._frames(x))))
         return split_time(logits, self.num_segments)
 
+    def step_module(self) -> TSMStep:
+        """The per-frame step of this network, what export writes as the streaming graph (online
+        TSM-MobileNetV2 only: ``TSMStep`` refuses the others)."""
+        return TSMStep(self)
+
 
 class TSMStep(nn.Module):
     """One frame of an online TSM-MobileNetV2, its shift buffers explicit inputs and outputs.
@@ -480,7 +485,7 @@ def tsm_mobilenetv2(num_classes: int, *, input_size: Sequence[int] | None = (8, 
     return _mobilenet(num_classes, input_size, width_mult, dropout, in_channels, online=False)
 
 
-@register_model("tsm_mobilenetv2_online")
+@register_model("tsm_mobilenetv2_online", streams=True)
 def tsm_mobilenetv2_online(num_classes: int, *, input_size: Sequence[int] | None = (8, 224, 224),
                            width_mult: float = 1.0, dropout: float = 0.5, in_channels: int = 3) -> TSM:
     """TSM-MobileNetV2 shifting from the past only: streams frame by frame through ``TSMStep``."""

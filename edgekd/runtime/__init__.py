@@ -12,6 +12,7 @@ RUNTIME_FILES = (
     "__main__.py",
     "bundle.py",
     "backends.py",
+    "online.py",
     "preprocess.py",
     "stream.py",
     "tensorrt_build.py",

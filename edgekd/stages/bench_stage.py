@@ -8,7 +8,12 @@ For each model (teacher, scratch student, KD student) and each engine of ``bench
 - model-only latency at batch 1 (p50/p90/p99 after warm-up), throughput at ``bench.batch_size``,
   SPF/FPS, and end-to-end latency (decode + preprocess + inference of test videos from disk);
 - scaling (a): SPF x measured clock / reference clock (the paper's method, 2500 MHz CPU);
-  scaling (b): achieved GMAC/s over this machine's measured GEMM peak in the row's precision.
+  scaling (b): achieved GMAC/s over this machine's measured GEMM peak in the row's precision;
+- streaming rows (the per-frame step graph of a model that streams): the cost of one more frame of a
+  running stream beside the cost of recomputing a T-frame clip per frame with the same backend's
+  clip engine, measured back to back in this stage, and their ratio;
+- INT8 rows of a model with grouped/depthwise 3D convolutions: a note saying so, with those
+  operations' time in the FP32 and INT8 engine where the backend can be profiled per operation.
 
 Every row records the threads and the OpenVINO inference precision hint read back from the
 compiled model (FP32 rows set ``f32`` explicitly: this CPU's plugin would otherwise run bf16).
@@ -30,6 +35,12 @@ import torch
 from edgekd.bench.clock import measure_effective_clock, scaled_spf
 from edgekd.bench.e2e import measure_end_to_end
 from edgekd.bench.gpu import read_gpu_clock
+from edgekd.bench.int8_ops import (
+    GroupedConv3d,
+    find_grouped_conv3d,
+    int8_note,
+    profile_grouped_conv3d,
+)
 from edgekd.bench.latency import measure_latency
 from edgekd.bench.literature import comparison_rows, format_comparison
 from edgekd.bench.metrics import (
@@ -42,7 +53,7 @@ from edgekd.bench.metrics import (
 from edgekd.bench.peak import cached_peak
 from edgekd.engines.base import Engine
 from edgekd.engines.rows import EngineSkipped
-from edgekd.engines.table import get_engine
+from edgekd.engines.table import ENGINES, EngineRow, get_engine
 from edgekd.models.complexity import count_macs, count_params
 from edgekd.stages.data_stage import DataContext
 from edgekd.stages.rundir import RunDir
@@ -65,11 +76,24 @@ def _open_engine(rd: RunDir, role: str, name: str, threads: int) -> tuple[Engine
     path = row.path(rd.root, role)
     if not path.is_file():
         why = f"{path} is missing"
+        built = _engines_record(rd, role, name)
+        if built.get("status") == "skipped":
+            raise EngineSkipped(f"{why}: the engines stage skipped it ({built['reason']})")
         if row.build is not None or row.needs:
             builders = [row.name] if row.build is not None else list(row.needs)
             why += f": add {', '.join(builders)} to engines.build" + (" and engines.edge_models" if row.edge else "")
         raise EngineSkipped(why)
     return row.loader()(path, threads=threads, name=name), path
+
+
+def _engines_record(rd: RunDir, role: str, name: str) -> dict[str, Any]:
+    """What the engines stage recorded for ``role``/``name`` (``engines/engines.json``), or {}."""
+    import json
+
+    from edgekd.stages.engines_stage import REPORT
+
+    report = rd.root / "engines" / REPORT  # the engines stage's directory
+    return json.loads(report.read_text()).get(role, {}).get(name, {}) if report.is_file() else {}
 
 
 def _size_mb(path: Path) -> float:
@@ -131,6 +155,7 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
     for role in MODEL_ROLES:
         model = load_checkpoint(rd.stage_dir(role) / "ckpt.pt").build()
         params, macs = count_params(model), count_macs(model, ctx.input_shape)
+        grouped = find_grouped_conv3d(model, ctx.input_shape)
         for name in cfg.engines:
             try:
                 engine, artifact = _open_engine(rd, role, name, cfg.threads)
@@ -144,6 +169,7 @@ def run_bench(rd: RunDir) -> dict[str, Any]:
             write_text(out / "confusion" / f"{role}__{name}.csv", confusion_csv(cm, classes))
             roc.setdefault(role, acc)  # ROC curves of the first engine that ran (PyTorch FP32 by default)
             row = _timing_row(engine, one, batch, cfg, ctx, videos, macs, mhz, peak.get(get_engine(name).peak))
+            row.update(_engine_notes(rd, role, get_engine(name), engine, one, grouped, cfg))
             rows.append({
                 "model": role, "engine": name, **row,
                 "top1": acc["top1"], "top1_lo": acc["top1_lo"], "top1_hi": acc["top1_hi"], "top5": acc["top5"],
@@ -190,6 +216,41 @@ def _timing_row(engine: Engine, one: np.ndarray, batch: np.ndarray, cfg: Any, ct
                     "e2e_infer_ms": e2e.infer_ms, "e2e_spf": e2e.total.p50_ms / 1000.0 / clip_len,
                     "e2e_fps": clip_len / (e2e.total.p50_ms / 1000.0)})
     return row
+
+
+def _engine_notes(rd: RunDir, role: str, row: EngineRow, engine: Engine, one: np.ndarray, grouped: GroupedConv3d,
+                  cfg: Any) -> dict[str, Any]:
+    """Streaming rows: per-frame cost beside recomputing the clip per frame. INT8 rows of a model
+    with grouped/depthwise 3D convolutions: what INT8 did for them (``bench.int8_ops``)."""
+    out: dict[str, Any] = {}
+    if row.stream_of is not None:
+        out.update(stream_timing(rd, role, row, engine, one, cfg))
+    if row.precision == "int8" and grouped.layers:
+        fp32 = next((r for r in ENGINES if r.backend == row.backend and r.precision == "fp32" and r.stream_of is None),
+                    None)
+        measured = None if fp32 is None else profile_grouped_conv3d(
+            row.backend, fp32.path(rd.root, role), row.path(rd.root, role), one, threads=cfg.threads)
+        out["int8_note"] = int8_note(grouped, measured)
+        if measured is not None:
+            out["int8_grouped_conv3d"] = measured
+    return out
+
+
+def stream_timing(rd: RunDir, role: str, row: EngineRow, engine: Any, one: np.ndarray, cfg: Any) -> dict[str, Any]:
+    """One more frame of a running stream (``engine.push``) against recomputing a T-frame clip per
+    frame with the clip row of the same backend (``row.stream_of``): both timed here, back to back,
+    so their ratio is one run's (a single absolute time on a shared machine means little)."""
+    frame = np.ascontiguousarray(one[:, :, 0])
+    engine.reset()
+    step = measure_latency(lambda: engine.push(frame), warmup=cfg.warmup, min_time_s=cfg.min_time_s)
+    out: dict[str, Any] = {"stream_frame_p50_ms": step.p50_ms, "stream_frame_p90_ms": step.p90_ms,
+                           "stream_clip_row": row.stream_of, "stream_window": int(one.shape[2])}
+    try:
+        clip_engine, _ = _open_engine(rd, role, row.stream_of, cfg.threads)
+    except EngineSkipped as exc:
+        return {**out, "stream_note": f"no clip engine to compare with ({row.stream_of}: {exc})"}
+    clip = measure_latency(lambda: clip_engine.infer(one), warmup=cfg.warmup, min_time_s=cfg.min_time_s)
+    return {**out, "clip_per_frame_p50_ms": clip.p50_ms, "stream_vs_clip": step.p50_ms / clip.p50_ms}
 
 
 PAIRS = (("student_kd", "student_scratch"), ("teacher", "student_scratch"), ("student_kd", "teacher"))
@@ -385,6 +446,7 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str,
     ]
     if meta["skipped_engines"]:
         md += ["Skipped engines:", "", *[f"- {k}: {v}" for k, v in meta["skipped_engines"].items()], ""]
+    md += _streaming_section(rows) + _int8_section(rows)
     e2e_rows = [r for r in rows if "e2e_p50_ms" in r]
     if e2e_rows:
         md += ["## End-to-end breakdown (mean ms per video)", "",
@@ -412,3 +474,31 @@ def _markdown(rows: list[dict[str, Any]], meta: dict[str, Any], plots: dict[str,
         md += [f"![{title}]({name})" for title, name in plots.items()]
         md.append("")
     return "\n".join(md)
+
+
+def _streaming_section(rows: list[dict[str, Any]]) -> list[str]:
+    stream = [r for r in rows if "stream_frame_p50_ms" in r]
+    if not stream:
+        return []
+    md = ["## Streaming: per-frame cost", "",
+          "A streaming row runs the model's per-frame step graph with its state carried between frames (the "
+          "deploy runtime's `--stream`). `stream ms/frame`: one more frame of a running stream, batch 1, p50. "
+          "`clip ms/frame`: recomputing the last T frames as a clip for every new frame with the same backend's "
+          "clip engine (one clip inference per frame), p50. Both are measured back to back in this stage; the "
+          "ratio is the figure to compare across machines.", "",
+          "| model | engine | clip engine | T | stream ms/frame | clip ms/frame | ratio |",
+          "| --- | --- | --- | --- | --- | --- | --- |"]
+    for r in stream:
+        clip = r.get("clip_per_frame_p50_ms")
+        ratio = f"{r['stream_vs_clip']:.3f} (1/{1 / r['stream_vs_clip']:.1f})" if clip else r.get("stream_note", "-")
+        md.append(f"| {r['model']} | {r['engine']} | {r['stream_clip_row']} | {r['stream_window']} | "
+                  f"{r['stream_frame_p50_ms']:.3f} | {f'{clip:.3f}' if clip else '-'} | {ratio} |")
+    return [*md, ""]
+
+
+def _int8_section(rows: list[dict[str, Any]]) -> list[str]:
+    notes = [r for r in rows if r.get("int8_note")]
+    if not notes:
+        return []
+    return ["## INT8 and grouped/depthwise 3D convolutions", "",
+            *[f"- {r['model']} / {r['engine']}: {r['int8_note']}" for r in notes], ""]

@@ -1,5 +1,6 @@
 """Engines stage: build the backend table's rows that ``engines.build`` lists, for every exported
-model (edge rows, such as the Q/DQ ONNX and TensorRT plans, for ``engines.edge_models`` only).
+model (edge rows, such as the Q/DQ ONNX and TensorRT plans, for ``engines.edge_models`` only;
+streaming rows for the models whose per-frame step graph the export stage wrote).
 
 Each row's builder writes its artifact and an ``engine.json`` sidecar beside it (source ONNX and
 its sha256, input spec, classes, library versions, calibration). ``engines/engines.json`` records,

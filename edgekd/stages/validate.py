@@ -60,6 +60,29 @@ def check_tables(recipe: Recipe) -> list[str]:
             close = difflib.get_close_matches(name, models, n=1)
             errs.append(f"{sec}.model: unknown model {name!r}" + (f", did you mean {close[0]!r}?" if close else
                                                                   f" (models: {', '.join(models)})"))
+    return errs + _streaming_errors(recipe)
+
+
+def _streaming_errors(recipe: Recipe) -> list[str]:
+    """``export.streaming`` against the models (true: every edge model streams) and the engine rows
+    that run the step graph (false: none may be listed, nothing would write their file)."""
+    from edgekd.engines.table import ENGINE_NAMES, get_engine
+    from edgekd.models import streaming_models
+
+    errs: list[str] = []
+    if recipe.export.streaming is False:
+        for path, names in (("engines.build", recipe.engines.build), ("bench.engines", recipe.bench.engines)):
+            for i, name in enumerate(names):
+                if name in ENGINE_NAMES and get_engine(name).stream_of is not None:
+                    errs.append(f"{path}[{i}]: {name!r} runs the per-frame step graph, which export.streaming: "
+                                "false does not write")
+    if recipe.export.streaming is True:
+        for role in recipe.engines.edge_models:
+            section = "teacher" if role == "teacher" else "student"
+            name = getattr(recipe, section).model
+            if role in MODEL_ROLES and name not in streaming_models():
+                errs.append(f"export.streaming: true needs every engines.edge_models model to stream; {role} is "
+                            f"{section}.model {name!r} (models that stream: {', '.join(streaming_models())})")
     return errs
 
 
