@@ -32,6 +32,10 @@ def _parser() -> argparse.ArgumentParser:
         if name == "bench":
             s.add_argument("--compare-literature", action="store_true",
                            help="print Ullah & Munir Tables 15-16 beside this run's KD student, scaled alike")
+        if name == "data":
+            s.add_argument("--estimate", action="store_true",
+                           help="print the frame cache's expected size and decode time, from a sample of the "
+                                "videos, and the free disk space; refuse (exit 2) if it would not fit; decode nothing")
     w = sub.add_parser("sweep", help="run every variant of the recipe's sweep.grid and write the summary table")
     w.add_argument("recipe", help="recipe YAML with a sweep section")
     w.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE")
@@ -82,6 +86,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         if args.command == "validate":
             n = f", a sweep of {len(_variants(recipe))} variants" if recipe.sweep.swept_keys else ""
             print(f"{args.recipe}: OK (run directory {recipe.run_dir}{n})")
+            return 0
+        if getattr(args, "estimate", False):
+            from edgekd.data.estimate import check_space
+            from edgekd.stages.data_stage import estimate_data
+
+            estimate = estimate_data(recipe)
+            print(estimate.report())
+            check_space(estimate)  # CacheSpaceError names both numbers
             return 0
         if args.command == "sweep" or (args.command == "run" and recipe.sweep.swept_keys):
             return _sweep(recipe, args)

@@ -107,6 +107,13 @@ def clock_facts() -> dict[str, Any]:
     return measure_effective_clock(0.2).to_dict()
 
 
+def frame_cache_facts() -> dict[str, Any]:
+    """Which ``data.cache_format`` rows this machine can write and read (Pillow's JPEG/WebP codecs)."""
+    from edgekd.data.formats import codec_facts
+
+    return codec_facts()
+
+
 def nncf_facts() -> dict[str, Any]:
     from importlib import metadata
 
@@ -148,6 +155,7 @@ PROBES: dict[str, Callable[[], dict[str, Any]]] = {
     "nncf": nncf_facts,
     "onnxruntime": onnxruntime_facts,
     "tensorrt": tensorrt_facts,
+    "frame_cache": frame_cache_facts,
 }
 
 
@@ -235,6 +243,7 @@ def format_report(facts: dict[str, Any]) -> str:
                                     for d, i in f["devices"].items()]])
     err_or("onnxruntime", lambda f: [("version", f["version"]), ("providers", ", ".join(f["providers"]))])
     err_or("tensorrt", _tensorrt_rows)
+    err_or("frame_cache", lambda f: [("pillow", f["pillow"]), *f["formats"].items()])
     section("engines a run will build", list(facts["engines"].items()))
     return "\n".join(lines).rstrip() + "\n"
 

@@ -55,6 +55,7 @@ class _Errors(list):
 DataSource = Literal["synthetic", "ucf101", "hmdb51", "ucf11", "ucf50", "folder"]
 AugmentKind = Literal["none", "camarena", "hu"]
 FlowMethod = Literal["none", "tvl1", "farneback"]
+CacheFormatName = Literal["raw", "jpeg", "webp"]  # the rows of edgekd/data/formats.py
 Optimizer = Literal["adam", "adamw", "sgd"]
 Precision = Literal["auto", "fp32", "bf16"]
 PretextTransform = Literal["none", "rotation", "spatial_permutation", "temporal_adjacent_swap", "temporal_segment_replace"]
@@ -171,6 +172,11 @@ class DataConfig:
     eval_clips: int = 1  # clips per video averaged at evaluation
     workers: int = 2
     cache_dir: str = "runs/_cache"
+    # how the frame cache stores frames (and flow): webp/jpeg images packed one file per video, read by
+    # frame index (lossy; ~2.7x / ~3.8x the source video on UCF101 at 128x171), or raw uint8 arrays
+    # (lossless, ~38x). webp meets the loader's throughput goals here (docs/notes.md, 2026-11-29)
+    cache_format: CacheFormatName = "webp"
+    cache_quality: int | None = None  # jpeg/webp quality 1..100; null: the format's default (90)
 
     def errors(self, path: str) -> list[str]:
         e = _Errors()
@@ -196,6 +202,10 @@ class DataConfig:
         e += self.augment_params.errors(f"{path}.augment_params")
         e += self.synthetic.errors(f"{path}.synthetic")
         e += self.unlabeled.errors(f"{path}.unlabeled")
+        e.need(self.cache_quality is None or 1 <= self.cache_quality <= 100,
+               f"{path}.cache_quality: must be in 1..100 or null, got {self.cache_quality}")
+        e.need(self.cache_quality is None or self.cache_format != "raw",
+               f"{path}.cache_quality: only used with a lossy {path}.cache_format (jpeg, webp), got 'raw'")
         return e
 
 

@@ -4,7 +4,10 @@
 # Test files that start subprocesses (a SIGKILLed run, torchrun, a fresh venv, a torch-free
 # runtime, a sweep's worker processes) each run in a pytest process of their own: forking a process that already holds
 # OpenVINO / ONNX Runtime / oneDNN thread pools has crashed with SIGSEGV here before (see
-# DEVELOPERS.md), so they must not inherit everything the rest of the suite loaded.
+# DEVELOPERS.md), so they must not inherit everything the rest of the suite loaded. The frame
+# cache's format tests (threads encoding JPEG/WebP with Pillow) run apart too: with them in the
+# shared process, a later fork or vfork in it crashed on a corrupted GC list in 2 of 4 runs
+# (2026-11-29, AMD EPYC; never with them apart, nor in 6 runs of them alone).
 # With explicit test paths among the arguments, pytest runs just those, in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -24,6 +27,8 @@ ISOLATED=(
   tests/test_runtime_venv.py
   tests/test_deploy_files.py
   tests/test_sweep.py
+  tests/test_data_cache_formats.py
+  tests/test_data_cache_estimate.py
 )
 ignores=()
 for f in "${ISOLATED[@]}"; do ignores+=("--ignore=$f"); done

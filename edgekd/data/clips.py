@@ -17,7 +17,7 @@ import torch
 from torch.utils.data import DataLoader, Dataset
 
 from edgekd.data.augment import apply_photometric, draw_clip, flip_flow
-from edgekd.data.cache import FrameCache
+from edgekd.data.cache import FrameCache, Frames
 from edgekd.data.flow import FlowCache
 from edgekd.data.splits import DatasetSplit
 from edgekd.recipe import AugmentParams
@@ -200,15 +200,16 @@ class ClipDataset(Dataset):
         """Label of every item, in dataset order (for class-balanced samplers and confusion matrices)."""
         return [it.label for it in self.items]
 
-    def _frames(self, i: int) -> np.ndarray:
+    def _frames(self, i: int) -> Frames:
         return self.cache.get(self.split.path(self.items[i]))
 
-    def _flow(self, i: int) -> np.ndarray:
+    def _flow(self, i: int) -> Frames:
         assert self.flow_cache is not None
         return self.flow_cache.get(self.split.path(self.items[i]))
 
-    def _source(self, i: int) -> tuple[np.ndarray | None, np.ndarray | None]:
-        """The cached RGB frames and/or flow this modality needs (memory-mapped, never decoded here)."""
+    def _source(self, i: int) -> tuple[Frames | None, Frames | None]:
+        """The cached RGB frames and/or flow this modality needs, opened but not decoded: a clip then
+        decodes only the frames it indexes (packed formats) or copies them from the mapped file (raw)."""
         rgb = self._frames(i) if self.modality != "flow" else None
         flow = self._flow(i) if self.modality != "rgb" else None
         if rgb is not None and flow is not None and rgb.shape[:3] != flow.shape[:3]:
@@ -228,7 +229,7 @@ class ClipDataset(Dataset):
         """Flow counterpart of ``raw_clip``: ``(T, H, W, 2)`` or ``(K, T, H, W, 2)`` uint8 code."""
         return self._eval_windows(self._flow(i))
 
-    def _eval_windows(self, frames: np.ndarray) -> np.ndarray:
+    def _eval_windows(self, frames: Frames) -> np.ndarray:
         n, h, w, _ = frames.shape
         y, x = crop_box(h, w, self.spec)
         ch, cw = self.spec.crop
@@ -349,9 +350,10 @@ def make_loader(
     With ``workers == 0`` augmentation draws come from torch's global RNG: call
     ``torch.manual_seed`` as well for a fully reproducible run.
 
-    Workers are forked and only memory-map cached frames (the data stage decodes everything
-    first). They must not touch OpenCV's thread pool: after the parent has used it, even
-    ``cv2.setNumThreads`` in a forked child can deadlock on a lock held by a vanished thread.
+    Workers are forked and only read the cache (the data stage decodes every video first): they
+    memory-map raw entries, or decode a clip's frames from a packed one with Pillow. They must not
+    touch OpenCV: after the parent has used its thread pool, even ``cv2.setNumThreads`` in a forked
+    child can deadlock on a lock held by a vanished thread.
     """
     if workers < 0:
         raise ValueError(f"workers must be >= 0, got {workers}")

@@ -1,8 +1,10 @@
 """Optical flow, computed once per video in the data stage and cached beside the frame cache.
 
 Hu et al. train a flow teacher on TV-L1 flow clipped to [-20, 20] pixels and mapped linearly to
-[0, 255]; that uint8 code is what is cached (``(N, H, W, 2)``, x then y, memory-mapped ``.npy``),
-so a flow clip costs the same as an RGB clip to load. Flow is computed on the cached (resized) RGB
+[0, 255]; that uint8 code is what is cached (``(N, H, W, 2)``, x then y), in the frame cache's
+format: a memory-mapped ``.npy`` (raw), or one grey JPEG/WebP image per channel and frame packed
+one file per video (as MMAction2 stores ``flow_x``/``flow_y``), so a flow clip costs about what
+an RGB clip costs to load. Flow is computed on the cached (resized) RGB
 frames, so flow and RGB share frame indices, size and crop boxes: ``flow[k]`` is the motion from
 frame ``k`` to ``k + 1``, and the last frame repeats the last pair's flow so both arrays have N
 entries. A flow teacher and an RGB student therefore see the same moment.
@@ -23,10 +25,10 @@ from typing import Any
 
 import cv2
 import numpy as np
+from tqdm import tqdm
 
-from edgekd.data.cache import FrameCache
+from edgekd.data.cache import FrameCache, Frames, load_entry, store_entry
 from edgekd.data.decode import VideoDecodeError
-from edgekd.utils.atomic import atomic_path
 
 __all__ = ["FLOW_BOUND", "FLOW_METHODS", "FlowCache", "compute_flow", "flow_from_uint8", "flow_to_uint8"]
 
@@ -76,10 +78,12 @@ def compute_flow(frames: np.ndarray, method: str) -> np.ndarray:
 
 
 class FlowCache:
-    """Flow of every cached video, stored next to the frame cache under ``flow-<method>-v<N>/``.
+    """Flow of every cached video, stored next to the frame cache under ``flow-<method>-v<N>/``, in
+    the frame cache's format and quality.
 
-    The entry name is the frame-cache entry's name (which hashes the video's path, size, mtime and
-    the resize), so a changed video or a new resize invalidates flow too.
+    The entry name is the frame-cache entry's name (which hashes the video's path, size, mtime, the
+    resize and, for packed formats, the format and quality), so a changed video, a new resize or
+    another format invalidates flow too.
     """
 
     def __init__(self, frames: FrameCache, method: str) -> None:
@@ -96,16 +100,15 @@ class FlowCache:
     def is_cached(self, path: str | Path) -> bool:
         return self.entry_path(path).is_file()
 
-    def get(self, path: str | Path) -> np.ndarray:
-        """Memory-mapped ``(N, H, W, 2)`` uint8 flow of ``path``; never computes (workers call this)."""
+    def get(self, path: str | Path) -> Frames:
+        """``(N, H, W, 2)`` uint8 flow of ``path`` (memory-mapped, or packed and decoded where indexed);
+        never computes (workers call this)."""
         entry = self.entry_path(path)
-        try:
-            flow = np.load(entry, mmap_mode="r", allow_pickle=False)
-        except (OSError, ValueError):
-            raise VideoDecodeError(path, f"{self.method} optical flow is not cached at {entry}; the data stage "
-                                         "computes it when data.flow is set") from None
-        if flow.dtype != np.uint8 or flow.ndim != 4 or flow.shape[-1] != 2:
-            raise VideoDecodeError(path, f"flow cache entry {entry} has shape {flow.shape} {flow.dtype}")
+        flow = load_entry(entry, self.frames.format, channels=2)
+        if flow is None:
+            why = "is not cached at" if not entry.is_file() else "is unreadable (not a complete flow entry) at"
+            raise VideoDecodeError(path, f"{self.method} optical flow {why} {entry}; the data stage computes it "
+                                         "when data.flow is set")
         return flow
 
     def compute(self, path: str | Path) -> int:
@@ -114,12 +117,13 @@ class FlowCache:
         if frames.shape[0] < 2:
             raise VideoDecodeError(path, f"only {frames.shape[0]} frame: optical flow needs at least 2")
         flow = compute_flow(np.asarray(frames), self.method)
-        with atomic_path(self.entry_path(path)) as tmp:
-            np.save(tmp, flow, allow_pickle=False)
+        store_entry(self.entry_path(path), flow, self.frames.format, self.frames.quality)
         return frames.shape[0] - 1
 
-    def warm(self, paths: Sequence[Path], *, workers: int = 0) -> tuple[list[tuple[Path, str]], dict[str, Any]]:
-        """Compute missing flow for ``paths``; return ALL failures and the cost of what was computed."""
+    def warm(self, paths: Sequence[Path], *, workers: int = 0,
+             progress: bool = True) -> tuple[list[tuple[Path, str]], dict[str, Any]]:
+        """Compute missing flow for ``paths``; return ALL failures and the cost of what was computed.
+        TV-L1 takes hundreds of milliseconds per frame pair, so a progress bar shows the ETA."""
         failures: list[tuple[Path, str]] = []
         todo: list[Path] = []
         for p in dict.fromkeys(Path(p) for p in paths):
@@ -139,11 +143,17 @@ class FlowCache:
             except (OSError, ValueError, cv2.error) as e:
                 return p, 0, f"{type(e).__name__}: {e}"
 
-        if workers > 0 and len(todo) > 1:
-            with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
-                results = list(pool.map(one, todo))
-        else:
-            results = [one(p) for p in todo]
+        results: list[tuple[Path, int, str | None]] = []
+        with tqdm(total=len(todo), desc=f"flow ({self.method})", unit="video", disable=not progress or not todo) as bar:
+            if workers > 0 and len(todo) > 1:
+                with ThreadPoolExecutor(max_workers=min(workers, len(todo))) as pool:
+                    for r in pool.map(one, todo):
+                        results.append(r)
+                        bar.update(1)
+            else:
+                for p in todo:
+                    results.append(one(p))
+                    bar.update(1)
         for p, n, reason in results:
             pairs += n
             if reason is not None:

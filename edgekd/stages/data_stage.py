@@ -1,10 +1,15 @@
 """Data stage: materialise the dataset (synthetic videos when asked), fix the split, decode every
 video once into the frame cache (and its optical flow when asked), and report every bad file at once.
 
+Before a long decode it prints how big the cache will grow and how long filling it will take,
+estimated from a sample of the videos (``edgekd.data.estimate``), and refuses to start when the
+cache would not fit in the free space, naming both numbers; ``edgekd data RECIPE --estimate``
+prints the same and stops (:func:`estimate_data`).
+
 Outputs in ``runs/<name>/data/``: ``split.json`` (the final lists, after skipping and the training
-fraction), ``report.json`` (listed-but-missing videos, bad videos with reasons, counts),
-``fraction.json`` (which training videos the class-balanced fraction kept) and ``flow.json`` (the
-optical-flow cost, ms per frame pair) when ``data.flow`` is set.
+fraction), ``report.json`` (listed-but-missing videos, bad videos with reasons, counts, the cache's
+format, estimate and size), ``fraction.json`` (which training videos the class-balanced fraction
+kept) and ``flow.json`` (the optical-flow cost, ms per frame pair) when ``data.flow`` is set.
 """
 
 from __future__ import annotations
@@ -23,6 +28,7 @@ from edgekd.data.augment import normalization_for
 from edgekd.data.cache import FrameCache
 from edgekd.data.clips import MODALITIES, ClipDataset, ClipSpec, make_loader
 from edgekd.data.decode import VideoDecodeError
+from edgekd.data.estimate import CacheEstimate, check_space, estimate_cache
 from edgekd.data.flow import FlowCache
 from edgekd.data.fractions import apply_fraction
 from edgekd.data.mixing import MixedBatchSampler, MixedDataset
@@ -62,6 +68,51 @@ def read_split(r: Recipe, root: Path) -> DatasetSplit:
                         seed=r.seed, on_missing=d.on_missing, group_regex=d.group_regex)
 
 
+def frame_cache(d: DataConfig) -> FrameCache:
+    """The frame cache the recipe's ``data`` section describes (directory, size, format, quality)."""
+    return FrameCache(d.cache_dir, resize=d.resize, format=d.cache_format, quality=d.cache_quality)
+
+
+ESTIMATE_SAMPLE = 8  # videos decoded to estimate the cache; fewer than 2x this to decode: no estimate
+
+
+def estimate_data(recipe: Recipe, *, sample: int = ESTIMATE_SAMPLE) -> CacheEstimate:
+    """``edgekd data RECIPE --estimate``: the cache's projected size and decode time for every video
+    the data stage would decode (the split's and a folder transfer set's), from ``sample`` of them;
+    nothing is written to the cache (a synthetic dataset is generated first: it is what gets cached)."""
+    rd = RunDir(recipe)
+    root = dataset_root(rd)
+    if recipe.data.source == "synthetic":
+        _make_synthetic(recipe, root)
+    split = read_split(recipe, root)
+    return estimate_cache(frame_cache(recipe.data), _paths_to_cache(rd, split), sample=sample,
+                          threads=recipe.data.workers, flow=recipe.data.flow, seed=recipe.seed)
+
+
+def _paths_to_cache(rd: RunDir, split: DatasetSplit) -> list[Path]:
+    """Every video the stage decodes: the split's, then a folder transfer set's (a synthetic one is
+    small and generated later; train_rest's videos are in the split already)."""
+    paths = [split.path(i) for i in split.train + split.val + split.test]
+    if rd.recipe.data.unlabeled.source == "folder":
+        root, rels, _ = _folder_transfer(rd, split)
+        paths += [root / rel for rel in rels]
+    return paths
+
+
+def _plan_cache(rd: RunDir, split: DatasetSplit, cache: FrameCache) -> CacheEstimate | None:
+    """Print the estimate before a long decode and refuse to start, having written nothing, when it
+    would not fit. Short lists skip it: decoding them is as quick as estimating."""
+    d = rd.recipe.data
+    paths = _paths_to_cache(rd, split)
+    todo = sum(1 for p in dict.fromkeys(paths) if p.is_file() and not cache.is_cached(p))
+    if todo < 2 * ESTIMATE_SAMPLE:
+        return None
+    est = estimate_cache(cache, paths, sample=ESTIMATE_SAMPLE, threads=d.workers, flow=d.flow, seed=rd.recipe.seed)
+    print(est.report(), flush=True)
+    check_space(est)
+    return est
+
+
 def run_data(rd: RunDir) -> dict[str, object]:
     r = rd.recipe
     d = r.data
@@ -71,7 +122,8 @@ def run_data(rd: RunDir) -> dict[str, object]:
     if d.source == "synthetic":
         _make_synthetic(r, root)
     split = read_split(r, root)
-    cache = FrameCache(d.cache_dir, resize=d.resize)
+    cache = frame_cache(d)
+    estimate = _plan_cache(rd, split, cache)
     items = split.train + split.val + split.test
     paths = [split.path(i) for i in items]
     bad = dict(cache.warm(paths, workers=d.workers, desc="decode"))
@@ -109,11 +161,13 @@ def run_data(rd: RunDir) -> dict[str, object]:
     }
     if unlabeled_report is not None:
         report["unlabeled"] = unlabeled_report
+    report["cache"] = _cache_report(rd, split, cache, estimate)
     write_json(out / "report.json", report)
     outputs: dict[str, object] = {
         "root": str(root), "classes": len(split.classes), "train": len(split.train), "val": len(split.val),
         "test": len(split.test), "missing": len(split.missing), "bad_skipped": len(bad),
-        "fraction": d.fraction, "decode_s": round(time.perf_counter() - start, 2)}
+        "fraction": d.fraction, "decode_s": round(time.perf_counter() - start, 2),
+        "cache_format": cache.label, "cache_bytes": report["cache"]["bytes"]}
     if flow_stats is not None:
         outputs["flow_ms_per_pair"] = flow_stats["ms_per_pair"]
     if unlabeled_report is not None:
@@ -124,6 +178,28 @@ def run_data(rd: RunDir) -> dict[str, object]:
 UNLABELED_FILE = "unlabeled.json"  # the transfer set: its root and videos (relative paths)
 
 
+def _cache_report(rd: RunDir, split: DatasetSplit, cache: FrameCache,
+                  estimate: CacheEstimate | None) -> dict[str, Any]:
+    """The cache's format, the estimate printed before decoding (if one was made), and the bytes its
+    entries for the final split (and transfer set) take, against their source videos' bytes."""
+    paths = [split.path(i) for i in split.train + split.val + split.test]
+    transfer = rd.stage_dir("data") / UNLABELED_FILE
+    if transfer.is_file():
+        t = json.loads(transfer.read_text())
+        paths += [Path(t["root"]) / rel for rel in t["videos"]]
+    flow = FlowCache(cache, rd.recipe.data.flow) if rd.recipe.data.flow != "none" else None
+    frames = flow_bytes = source = 0
+    for p in dict.fromkeys(paths):
+        source += p.stat().st_size
+        frames += cache.entry_path(p).stat().st_size
+        if flow is not None:
+            flow_bytes += flow.entry_path(p).stat().st_size
+    return {"format": cache.format.name, "quality": cache.quality, "lossless": cache.format.lossless,
+            "dir": str(cache.cache_dir), "bytes": frames + flow_bytes, "flow_bytes": flow_bytes,
+            "source_bytes": source, "per_source": round((frames + flow_bytes) / source, 3) if source else None,
+            "estimate": None if estimate is None else estimate.to_dict()}
+
+
 def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
                   cache: FrameCache) -> tuple[dict[str, Any], dict[str, Any]]:
     """The unlabelled transfer set (``data.unlabeled``): listed, decoded into the frame cache like
@@ -132,7 +208,6 @@ def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
     train, val or test are left out and counted."""
     r, d = rd.recipe, rd.recipe.data
     u = d.unlabeled
-    labelled = {split.path(it).resolve() for it in split.train + split.val + split.test}
     overlap = 0
     if u.source == "synthetic":
         from edgekd.data.synth import generate_unlabeled
@@ -146,22 +221,13 @@ def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
         if any(meta.get(k) != v for k, v in wanted.items()):
             generate_unlabeled(root, count=u.count, classes=split.classes, seed=r.seed, num_frames=s.num_frames,
                                size=s.size)
-        rels = [f"u_{i:05d}.avi" for i in range(u.count)]
+        rels = _at_most(rd, [f"u_{i:05d}.avi" for i in range(u.count)])
     elif u.source == "folder":
-        assert u.root is not None  # enforced by the recipe checks
-        root = Path(u.root).expanduser()
-        if not root.is_dir():
-            raise DataError(f"data.unlabeled.root: {root} is not a directory")
-        found = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
-        rels = [p.relative_to(root).as_posix() for p in found if p.resolve() not in labelled]
-        overlap = len(found) - len(rels)
+        root, rels, overlap = _folder_transfer(rd, split)
     else:  # train_rest: the training videos the fraction left out
         root = split.root
         kept = {it.rel for it in split.train}
-        rels = [it.rel for it in full_train if it.rel not in kept]
-    if u.max_videos is not None and len(rels) > u.max_videos:
-        pick = np.random.default_rng([r.seed, 31337]).permutation(len(rels))[: u.max_videos]
-        rels = sorted(rels[i] for i in pick)
+        rels = _at_most(rd, [it.rel for it in full_train if it.rel not in kept])
     paths = [root / rel for rel in rels]
     bad = dict(cache.warm(paths, workers=d.workers, desc="decode unlabelled"))
     bad.update(_too_short(cache, [p for p in paths if p not in bad], min_frames=_min_frames(d)))
@@ -181,6 +247,29 @@ def _transfer_set(rd: RunDir, split: DatasetSplit, full_train: list[VideoItem],
               "bad_videos": {"count": len(bad), "policy": d.on_bad_video,
                              "videos": [{"path": str(p), "reason": why} for p, why in bad.items()]}}
     return transfer, report
+
+
+def _folder_transfer(rd: RunDir, split: DatasetSplit) -> tuple[Path, list[str], int]:
+    """A folder transfer set: its root, its videos (relative paths; none listed in the labelled
+    splits, at most ``max_videos``) and how many labelled videos the folder held and were left out."""
+    u = rd.recipe.data.unlabeled
+    assert u.root is not None  # enforced by the recipe checks
+    root = Path(u.root).expanduser()
+    if not root.is_dir():
+        raise DataError(f"data.unlabeled.root: {root} is not a directory")
+    labelled = {split.path(it).resolve() for it in split.train + split.val + split.test}
+    found = sorted(p for p in root.rglob("*") if p.suffix.lower() in VIDEO_EXTENSIONS and p.is_file())
+    rels = [p.relative_to(root).as_posix() for p in found if p.resolve() not in labelled]
+    return root, _at_most(rd, rels), len(found) - len(rels)
+
+
+def _at_most(rd: RunDir, rels: list[str]) -> list[str]:
+    """``data.unlabeled.max_videos`` of ``rels``: a fixed sample (the recipe's seed), sorted by path."""
+    u = rd.recipe.data.unlabeled
+    if u.max_videos is None or len(rels) <= u.max_videos:
+        return rels
+    pick = np.random.default_rng([rd.recipe.seed, 31337]).permutation(len(rels))[: u.max_videos]
+    return sorted(rels[i] for i in pick)
 
 
 def _min_frames(d: DataConfig) -> int:
@@ -265,7 +354,7 @@ class DataContext:
         norm = normalization_for(d.augment)
         spec = ClipSpec(clip_len=d.clip_len, frame_interval=d.frame_interval, crop=d.crop,
                         mean=norm["rgb_mean"], std=norm["rgb_std"])  # type: ignore[arg-type]
-        cache = FrameCache(d.cache_dir, resize=d.resize)
+        cache = frame_cache(d)
         flow = FlowCache(cache, d.flow) if d.flow != "none" else None
         split = load_split(split_path)
         unlabeled = None
