@@ -450,3 +450,41 @@ def test_kd_cost_charges_the_shared_teacher_pass_once_per_run(tmp_path: Path, st
     assert cost["seconds"]["whole_run"] == pytest.approx((3 * 15 + 6) / (3 * 12))
     md = (root / "summary.md").read_text()
     assert "## What KD costs (stage times)" in md and "| all | CPU s | 10.0 (mean of 3) | 14.0 (mean of 3) | 9.0 | 2.30x | 1.70x |" in md
+
+
+def test_deployed_variants_share_one_accuracy_latency_table(tmp_path: Path, stub_stages: list,
+                                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """Several students deployed by one sweep (the edge recipe's shape): each deployed variant's bench
+    rows land in one table and one Pareto chart, labelled by the variant's configuration, the teacher's
+    once, fastest first; variants that do not deploy contribute nothing."""
+    fake = {"c3d_student": (0.50, 0.40), "x3d_xs": (0.55, 0.10)}  # top-1, latency in ms
+
+    def bench(rd: Any) -> dict[str, Any]:
+        stub_stages.append(("bench", rd.recipe.name))
+        out = rd.stage_dir("bench")
+        out.mkdir(parents=True, exist_ok=True)
+        top1, ms = fake[rd.recipe.student.model]
+        rows = [{"model": "teacher", "engine": "openvino_fp32", "top1": 0.6, "top1_lo": 0.5, "top1_hi": 0.7, "p50_ms": 9.0},
+                {"model": "student_kd", "engine": "openvino_int8", "top1": top1, "top1_lo": top1 - 0.05,
+                 "top1_hi": top1 + 0.05, "p50_ms": ms}]
+        (out / "report.json").write_text(json.dumps({"meta": {}, "rows": rows}))
+        return {"rows": len(rows)}
+
+    make = runner._stage_fn
+    monkeypatch.setattr(runner, "_stage_fn", lambda stage: bench if stage == "bench" else
+                        (lambda rd: {"built": []}) if stage == "engines" else make(stage))
+    r = parse_recipe(_raw(tmp_path, {"student.model": ["c3d_student", "x3d_xs"], "student.seed": [0, 1]},
+                          table="ullah", deploy_stages=["export", "engines", "bench"],
+                          deploy_where={"student.seed": 0}))
+    summary = run_sweep(r)
+    benched = sorted(n for s, n in stub_stages if s == "bench")
+    assert len(benched) == 2 and all(n.endswith("student.seed-0") for n in benched)
+    deployed = summary["deployed"]
+    assert [(d["model"], d["engine"]) for d in deployed] == [
+        ("teacher", "openvino_fp32"), ("student_kd (student = c3d_student)", "openvino_int8"),
+        ("student_kd (student = x3d_xs)", "openvino_int8")]
+    md = (sweep_root(r) / "summary.md").read_text()
+    table = md.split("## Deployed models: test top-1 against batch-1 latency")[1]
+    assert table.index("x3d_xs") < table.index("c3d_student") < table.index("| teacher |")  # fastest first
+    assert "| student_kd (student = x3d_xs) | openvino_int8 | 55.0 [50.0, 60.0] | 0.100 | - |" in table
+    assert (sweep_root(r) / "deployed_accuracy_vs_latency.png").stat().st_size > 0

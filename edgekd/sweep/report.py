@@ -491,6 +491,56 @@ def render_paired(rows: list[dict[str, Any]], confidence: float) -> str:
     return "\n".join(lines)
 
 
+# ----------------------------------------------------------------------------- deployed models
+
+def deployed_rows(recipe: Recipe, variants: list[Any]) -> list[dict[str, Any]]:
+    """The bench rows of every deployed variant (``sweep.deploy_stages`` with bench), one per model and
+    engine, labelled with the variant's configuration: several students (``student.model`` swept)
+    side by side on one accuracy-latency chart. The teacher's rows come from the first variant only
+    (every variant benches the same teacher)."""
+    if "bench" not in recipe.sweep.deploy_stages:
+        return []
+    root = sweep_root(recipe)
+    out: list[dict[str, Any]] = []
+    teacher_done = False
+    for v in variants:
+        if not recipe.sweep.deploys(v.overrides):
+            continue
+        path = root / v.slug / "bench" / "report.json"
+        if not path.is_file():
+            continue
+        label = config_label({k: val for k, val in v.config.items() if k not in SEED_KEYS}) or v.slug
+        rows = json.loads(path.read_text()).get("rows", [])
+        for r in rows:
+            if r.get("top1") is None or r.get("p50_ms") is None:
+                continue
+            if r["model"] == "teacher":
+                if teacher_done:
+                    continue
+                name = "teacher"
+            else:
+                name = f"{r['model']} ({label})"
+            out.append({**r, "model": name, "variant": v.slug})
+        teacher_done = teacher_done or any(r.get("model") == "teacher" for r in rows)
+    return out
+
+
+def render_deployed(rows: list[dict[str, Any]]) -> str:
+    lines = ["## Deployed models: test top-1 against batch-1 latency", "",
+             "| model | engine | test top-1 [95% Wilson] | batch-1 p50 ms | stream ms/frame |",
+             "| --- | --- | --- | --- | --- |"]
+    for r in sorted(rows, key=lambda r: float(r["p50_ms"])):
+        lo, hi = r.get("top1_lo"), r.get("top1_hi")
+        interval = "" if lo is None or hi is None else f" [{100 * lo:.1f}, {100 * hi:.1f}]"
+        stream = r.get("stream_frame_p50_ms")
+        lines.append(f"| {r['model']} | {r['engine']} | {100 * r['top1']:.1f}{interval} | {float(r['p50_ms']):.3f} | "
+                     f"{'-' if stream is None else f'{float(stream):.3f}'} |")
+    lines += ["", "One row per model and engine of the deployed variants' `bench/report.json` (test top-1 of the "
+              "engine itself, on the run's test videos; latency at the bench's threads), fastest first. The "
+              "chart marks the Pareto front.", "", "![accuracy vs latency](deployed_accuracy_vs_latency.png)", ""]
+    return "\n".join(lines)
+
+
 def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
     """Build the table from the variants' run folders and write summary.md/json/csv atomically."""
     root = sweep_root(recipe)
@@ -536,6 +586,13 @@ def write_summary(recipe: Recipe, variants: list[Any]) -> dict[str, Any]:
     summary["kd_cost"] = cost
     if cost:
         markdown += "\n" + render_cost(cost)
+    deployed = deployed_rows(recipe, variants)
+    summary["deployed"] = deployed
+    if deployed:
+        from edgekd.bench.plots import plot_accuracy_vs_latency
+
+        plot_accuracy_vs_latency(deployed, root / "deployed_accuracy_vs_latency.png")
+        markdown += "\n" + render_deployed(deployed)
     write_text(root / "summary.md", markdown)
     write_text(root / "summary.csv", render_csv(table))
     write_json(root / "summary.json", summary)
