@@ -459,7 +459,8 @@ class SweepConfig:
     jobs: int = 1
     # stages run after ``stages`` by the variants matching every key/value of ``deploy_where`` (all
     # variants when empty): e.g. export, engines and bench for one seed, the model a user ships,
-    # while the other seeds only train to give the table its intervals
+    # while the other seeds only train to give the table its intervals. With jobs > 1 they run after
+    # every variant has trained, one variant at a time on every core, so bench latencies are quiet
     deploy_stages: tuple[str, ...] = ()
     deploy_where: dict[str, Any] = field(default_factory=dict)
 

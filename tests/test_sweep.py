@@ -488,3 +488,19 @@ def test_deployed_variants_share_one_accuracy_latency_table(tmp_path: Path, stub
     assert table.index("x3d_xs") < table.index("c3d_student") < table.index("| teacher |")  # fastest first
     assert "| student_kd (student = x3d_xs) | openvino_int8 | 55.0 [50.0, 60.0] | 0.100 | - |" in table
     assert (sweep_root(r) / "deployed_accuracy_vs_latency.png").stat().st_size > 0
+
+
+def test_a_parallel_sweep_deploys_after_training_and_only_what_trained(tmp_path: Path) -> None:
+    """With --jobs > 1 the deployment stages wait until every variant has trained (the bench then
+    times engines with nothing training beside it); a variant that failed to train deploys nothing,
+    and a sweep without deployment stages has no such phase."""
+    from edgekd.sweep.run import deploy_phase
+
+    r = parse_recipe(_raw(tmp_path, {"student.seed": [0, 1, 2]}, deploy_stages=["export", "engines", "bench"],
+                          deploy_where={"student.seed": 1}))
+    variants = plan_sweep(r)
+    done = {v.slug: "done" for v in variants}
+    assert [v.slug for v in deploy_phase(r, variants, done)] == ["student.seed-1"]
+    assert deploy_phase(r, variants, {**done, "student.seed-1": "failed: boom"}) == []
+    plain = parse_recipe(_raw(tmp_path, {"student.seed": [0, 1]}))
+    assert deploy_phase(plain, plan_sweep(plain), {v.slug: "done" for v in plan_sweep(plain)}) == []

@@ -215,7 +215,7 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
                 i, v = queue.pop(0)
                 log = root / v.slug / "sweep.log"
                 print(f"=== sweep {recipe.name}: variant {i}/{len(variants)} {v.slug} started (log: {log})", flush=True)
-                pending[ex.submit(_worker_run, v, variant_stages(recipe, v), pool, force, str(log))] = v
+                pending[ex.submit(_worker_run, v, list(recipe.sweep.stages), pool, force, str(log))] = v
             if not pending:
                 break
             done, _ = wait(pending, return_when=FIRST_COMPLETED)
@@ -232,6 +232,27 @@ def _run_parallel(recipe: Recipe, variants: list[Variant], pool: StagePool, *, f
     if stop:
         failed = [s for s, st in status.items() if st != "done"]
         raise RuntimeError(f"sweep {recipe.name}: variant(s) failed: {', '.join(failed)}")
+    deploying = deploy_phase(recipe, variants, status)
+    if deploying:
+        # Deployment stages run after every variant has trained, one variant at a time on every
+        # core: the bench's latencies are then measured with no training on the other cores.
+        cores = max(1, os.cpu_count() or 1)
+        print(f"=== sweep {recipe.name}: {', '.join(recipe.sweep.deploy_stages)} of {len(deploying)} variant(s), "
+              f"one at a time, {cores} thread(s), with nothing training beside them", flush=True)
+        with ProcessPoolExecutor(max_workers=1, mp_context=ctx, initializer=_worker_init, initargs=(cores,)) as ex:
+            for v in deploying:
+                log = root / v.slug / "sweep.log"
+                status[v.slug] = ex.submit(_worker_run, v, variant_stages(recipe, v), pool, force, str(log)).result()
+                print(f"=== sweep {recipe.name}: {v.slug} deployment {status[v.slug]}", flush=True)
+                _write_variants(root, variants, status)
+
+
+def deploy_phase(recipe: Recipe, variants: list[Variant], status: dict[str, str]) -> list[Variant]:
+    """The variants whose deployment stages a parallel sweep runs after all training: those matching
+    ``sweep.deploy_where`` whose training stages finished (a failed variant has nothing to deploy)."""
+    if not [s for s in recipe.sweep.deploy_stages if s not in recipe.sweep.stages]:
+        return []
+    return [v for v in variants if recipe.sweep.deploys(v.overrides) and status.get(v.slug) == "done"]
 
 
 def variant_stages(recipe: Recipe, v: Variant) -> list[str]:
