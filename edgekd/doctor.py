@@ -159,9 +159,18 @@ PROBES: dict[str, Callable[[], dict[str, Any]]] = {
 }
 
 
+def platform_text() -> str:
+    """``Linux-6.1.0-x86_64-with-glibc2.36``-style text without forking: ``platform.platform()``
+    unpacks ``uname()``, whose ``processor`` field runs ``uname -p`` in a subprocess, and a fork in
+    a process holding OpenVINO / ONNX Runtime / oneDNN threads crashed here (DEVELOPERS.md)."""
+    u = platform.uname()  # attribute access leaves the lazy processor field alone
+    libc, version = platform.libc_ver()
+    return "-".join(x for x in (u.system, u.release, u.machine) if x) + (f"-with-{libc}{version}" if libc else "")
+
+
 def collect() -> dict[str, Any]:
     """Every probe's facts; a probe that fails reports ``{"error": ...}`` instead."""
-    facts: dict[str, Any] = {"python": platform.python_version(), "platform": platform.platform()}
+    facts: dict[str, Any] = {"python": platform.python_version(), "platform": platform_text()}
     for name, probe in PROBES.items():
         try:
             facts[name] = probe()

@@ -5,9 +5,8 @@
 # runtime, a sweep's worker processes) each run in a pytest process of their own: forking a process that already holds
 # OpenVINO / ONNX Runtime / oneDNN thread pools has crashed with SIGSEGV here before (see
 # DEVELOPERS.md), so they must not inherit everything the rest of the suite loaded. The frame
-# cache's format tests (threads encoding JPEG/WebP with Pillow) run apart too: with them in the
-# shared process, a later fork or vfork in it crashed on a corrupted GC list in 2 of 4 runs
-# (2026-11-29, AMD EPYC; never with them apart, nor in 6 runs of them alone).
+# cache's format tests (threads encoding JPEG/WebP with Pillow) run apart too: they were suspected
+# of a crash that turned out to be the doctor's `uname -p` fork (DEVELOPERS.md, 2026-11-29).
 # With explicit test paths among the arguments, pytest runs just those, in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."

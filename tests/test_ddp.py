@@ -58,7 +58,7 @@ teacher:
   epochs: 3
   batch_size: 4
   optimizer: sgd
-  lr: 0.03
+  lr: 0.01
   precision: fp32
 student:
   model: c3d_student
@@ -67,7 +67,7 @@ student:
   epochs: 2
   batch_size: 4
   optimizer: sgd
-  lr: 0.03
+  lr: 0.01
   precision: fp32
 """
 

@@ -125,3 +125,20 @@ def test_host_probe_advises_one_thread_under_heavy_steal(monkeypatch):
     assert f["steal"] == 0.8 and "OMP_NUM_THREADS=1" in f["advice"]
     ticks = iter([(100, 900, 0), (190, 1000, 10)])  # 10 of 200 ticks stolen: no advice
     assert doctor.host_facts(sample_s=0.01)["advice"] is None
+
+
+def test_platform_text_forks_nothing(monkeypatch):
+    """platform.platform() runs `uname -p` in a subprocess; the doctor runs inside processes that
+    hold OpenVINO and oneDNN threads, where a fork crashed the suite (DEVELOPERS.md)."""
+    import platform
+    import subprocess
+
+    from edgekd.doctor import platform_text
+
+    def no_fork(*a, **k):
+        raise AssertionError(f"the doctor started a subprocess: {a}")
+
+    monkeypatch.setattr(subprocess, "Popen", no_fork)
+    monkeypatch.setattr(platform, "_uname_cache", None, raising=False)  # a fresh uname() each time
+    text = platform_text()
+    assert platform.system() in text and platform.machine() in text
