@@ -18,7 +18,6 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
-import torch
 import torch.nn as nn
 
 from edgekd.engines.profile import (
@@ -26,6 +25,7 @@ from edgekd.engines.profile import (
     profile_onnxruntime,
     profile_openvino,
 )
+from edgekd.models.complexity import macs_by_module
 
 __all__ = ["NO_SPEEDUP_BELOW", "GroupedConv3d", "find_grouped_conv3d", "int8_note", "profile_grouped_conv3d"]
 
@@ -49,31 +49,12 @@ class GroupedConv3d:
         return self.macs / self.total_macs if self.total_macs else 0.0
 
 
-@torch.no_grad()
 def find_grouped_conv3d(model: nn.Module, input_shape: Sequence[int]) -> GroupedConv3d:
     """Count grouped/depthwise ``Conv3d`` layers and their MACs on one ``(C, T, H, W)`` clip."""
     grouped = [m for m in model.modules() if isinstance(m, nn.Conv3d) and m.groups > 1]
     depthwise = sum(m.groups == m.in_channels for m in grouped)
-    macs = {"grouped": 0, "all": 0}
-
-    def hook(m: nn.Module, inp: Any, out: torch.Tensor) -> None:
-        per_output = (m.in_channels // m.groups) * int(np.prod(m.kernel_size)) if hasattr(m, "groups") else m.in_features
-        macs["all"] += out.numel() * per_output
-        if m in grouped:
-            macs["grouped"] += out.numel() * per_output
-
-    handles = [m.register_forward_hook(hook) for m in model.modules()
-               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
-    was_training = model.training
-    try:
-        model.eval()
-        device = next(iter(model.parameters()), torch.empty(0)).device
-        model(torch.zeros(1, *input_shape, device=device))
-    finally:
-        for h in handles:
-            h.remove()
-        model.train(was_training)
-    return GroupedConv3d(len(grouped), depthwise, macs["grouped"], macs["all"])
+    macs = macs_by_module(model, input_shape)
+    return GroupedConv3d(len(grouped), depthwise, sum(macs.get(m, 0) for m in grouped), sum(macs.values()))
 
 
 def profile_grouped_conv3d(backend: str, fp32_artifact: Path, int8_artifact: Path, clip: np.ndarray, *,

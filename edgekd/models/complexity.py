@@ -18,28 +18,23 @@ def count_params(model: nn.Module, *, trainable_only: bool = False) -> int:
 
 
 @torch.no_grad()
-def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
-    """MACs for one forward pass of a single input of shape ``(C, T, H, W)`` (batch 1).
+def macs_by_module(model: nn.Module, input_shape: Sequence[int]) -> dict[nn.Module, int]:
+    """MACs of each convolution and linear layer for one forward pass of a single input of shape
+    ``(C, T, H, W)`` (batch 1); a layer run twice counts twice.
 
     The probe input is made on the model's device, so a model built on the ``meta`` device is
     counted from shapes alone, without computing anything (fast even for ResNeXt-101)."""
-    total = 0
+    macs: dict[nn.Module, int] = {}
 
-    def conv_hook(m: nn.modules.conv._ConvNd, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        per_output = (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
-        total += out.numel() * per_output
-
-    def linear_hook(m: nn.Linear, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
-        nonlocal total
-        total += out.numel() * m.in_features
-
-    handles = []
-    for m in model.modules():
+    def hook(m: nn.Module, inp: tuple[torch.Tensor, ...], out: torch.Tensor) -> None:
         if isinstance(m, nn.modules.conv._ConvNd):
-            handles.append(m.register_forward_hook(conv_hook))
-        elif isinstance(m, nn.Linear):
-            handles.append(m.register_forward_hook(linear_hook))
+            per_output = (m.in_channels // m.groups) * int(torch.tensor(m.kernel_size).prod())
+        else:
+            per_output = m.in_features
+        macs[m] = macs.get(m, 0) + out.numel() * per_output
+
+    handles = [m.register_forward_hook(hook) for m in model.modules()
+               if isinstance(m, (nn.modules.conv._ConvNd, nn.Linear))]
     was_training = model.training
     try:
         model.eval()
@@ -49,4 +44,9 @@ def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
         for h in handles:
             h.remove()
         model.train(was_training)
-    return total
+    return macs
+
+
+def count_macs(model: nn.Module, input_shape: Sequence[int]) -> int:
+    """MACs for one forward pass of a single input of shape ``(C, T, H, W)`` (batch 1)."""
+    return sum(macs_by_module(model, input_shape).values())
