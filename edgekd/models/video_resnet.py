@@ -186,7 +186,7 @@ class VideoResNet(nn.Module):
         self.dropout = nn.Dropout(dropout)
         self.fc = nn.Linear(widths[3] * block.expansion, num_classes)
         self.feature_dim = self.fc.in_features
-        _init_weights(self)
+        init_weights(self)
         if zero_init_residual:
             zero_last_bn(self)
 
@@ -214,8 +214,9 @@ class VideoResNet(nn.Module):
         return self.fc(self.dropout(self.forward_features(x)))
 
 
-def _init_weights(model: nn.Module) -> None:
-    """torchvision's initialisation: Kaiming (fan_out) convs, unit BN, N(0, 0.01) classifier."""
+def init_weights(model: nn.Module) -> None:
+    """torchvision's initialisation, which pytorchvideo's ``init_net_weights`` repeats for X3D:
+    Kaiming (fan_out) convs, unit BN, N(0, 0.01) classifier."""
     for m in model.modules():
         if isinstance(m, nn.Conv3d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")

@@ -48,6 +48,7 @@ import torch
 import torch.nn as nn
 
 from edgekd.models import register_model
+from edgekd.models.video_resnet import init_weights
 
 STEM_DIM_IN = 12  # pytorchvideo ``stem_dim_in``: stage widths 12, 24, 48, 96 before the width factor
 WIDTH_FACTOR = 2.0  # X3D's gamma_w expansion
@@ -268,19 +269,9 @@ class X3D(nn.Module):
 
 
 def _init_weights(model: nn.Module, zero_init_residual: bool) -> None:
-    """pytorchvideo's ``init_net_weights``: Kaiming (fan_out) convs, unit BN, N(0, 0.01) classifier;
-    the last BN of each bottleneck starts at zero only when asked (see the module docstring)."""
-    for m in model.modules():
-        if isinstance(m, nn.Conv3d):
-            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            if m.bias is not None:
-                nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.BatchNorm3d):
-            nn.init.ones_(m.weight)
-            nn.init.zeros_(m.bias)
-        elif isinstance(m, nn.Linear):
-            nn.init.normal_(m.weight, 0, 0.01)
-            nn.init.zeros_(m.bias)
+    """pytorchvideo's ``init_net_weights`` (torchvision's: ``video_resnet.init_weights``); the last
+    BN of each bottleneck starts at zero only when asked (see the module docstring)."""
+    init_weights(model)
     if zero_init_residual:
         for m in model.modules():
             if isinstance(m, X3DBottleneck):
