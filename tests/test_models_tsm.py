@@ -24,14 +24,7 @@ TSMS = ["tsm_mobilenetv2", "tsm_mobilenetv2_online", "tsm_resnet50"]
 SIZE = (4, 32, 32)  # tiny clips: 4 frames of 32x32 (a 1x1 map after the /32 backbones)
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these tiny tensors: on a shared 2-core machine under load, two
-    threads made these two files take 113 s instead of 13 s (they wait on each other per op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def meta(name: str, **kw) -> nn.Module:

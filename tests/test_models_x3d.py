@@ -22,14 +22,7 @@ FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "pytorchvideo_x3d.jso
 X3D = ["x3d_xs", "x3d_s", "x3d_m"]
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    """One intra-op thread for these tiny tensors: on a shared 2-core machine under load, two
-    threads made these two files take 113 s instead of 13 s (they wait on each other per op)."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def meta(name: str, **kw) -> nn.Module:
