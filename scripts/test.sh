@@ -6,7 +6,9 @@
 # OpenVINO / ONNX Runtime / oneDNN thread pools has crashed with SIGSEGV here before (see
 # DEVELOPERS.md), so they must not inherit everything the rest of the suite loaded. The frame
 # cache's format tests (threads encoding JPEG/WebP with Pillow) run apart too: they were suspected
-# of a crash that turned out to be the doctor's `uname -p` fork (DEVELOPERS.md, 2026-11-29).
+# of a crash that turned out to be the doctor's `uname -p` fork (DEVELOPERS.md, 2026-11-29). The
+# files whose DataLoaders fork worker processes run apart as well: with the doctor's fork gone, a
+# clean-clone CI pass still died with SIGSEGV when test_data_clips.py's loader forked its workers.
 # With explicit test paths among the arguments, pytest runs just those, in one process.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -28,6 +30,10 @@ ISOLATED=(
   tests/test_sweep.py
   tests/test_data_cache_formats.py
   tests/test_data_cache_estimate.py
+  tests/test_data_clips.py
+  tests/test_data_stage.py
+  tests/test_determinism.py
+  tests/test_distill_schedule.py
 )
 ignores=()
 for f in "${ISOLATED[@]}"; do ignores+=("--ignore=$f"); done
