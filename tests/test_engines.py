@@ -193,7 +193,8 @@ def test_backend_table() -> None:
         "tensorrt_fp16")
     # streaming rows: the step graph export writes, and its IR; each timed against its backend's clip row
     streaming = {r.name: r.stream_of for r in ENGINES if r.stream_of}
-    assert streaming == {"onnxruntime_fp32_stream": "onnxruntime_fp32", "openvino_fp32_stream": "openvino_fp32"}
+    assert streaming == {"onnxruntime_fp32_stream": "onnxruntime_fp32", "openvino_fp32_stream": "openvino_fp32",
+                         "openvino_int8_stream": "openvino_int8"}
     assert get_engine("onnxruntime_fp32_stream").artifact == "export/{model}_step.onnx"
     with pytest.raises(ValueError, match="did you mean 'openvino_int8'"):
         get_engine("openvino_in8")

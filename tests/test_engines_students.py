@@ -34,15 +34,18 @@ from edgekd.engines import (
     build_openvino_int8,
 )
 from edgekd.engines.qdq import build_qdq_int8
+from edgekd.engines.rows import BuildContext
+from edgekd.engines.table import get_engine
 from edgekd.export import check_parity, export_onnx
-from edgekd.models import build_model
+from edgekd.export.onnx_export import export_step_onnx
+from edgekd.models import build_model, streaming_models
 
 K = 4
 _OFFSETS = np.array([[1, 1, 0], [-1, 0, 1], [0, -1, -1], [1, -1, 1]], dtype=np.float32)
 # TSM at 64x64, not 32x32: at 32x32 its last stages see 1x1 maps, where OpenVINO 2026.4's CPU plugin
 # returned (0, K) logits from the NNCF INT8 IR at any batch (the FP32 IR is fine; see docs/notes.md)
-SHAPES = {"x3d_xs": (3, 4, 32, 32), "tsm_mobilenetv2": (3, 4, 64, 64)}
-STEPS = {"x3d_xs": 60, "tsm_mobilenetv2": 30}
+SHAPES = {"x3d_xs": (3, 4, 32, 32), "tsm_mobilenetv2": (3, 4, 64, 64), "tsm_mobilenetv2_online": (3, 4, 64, 64)}
+STEPS = {"x3d_xs": 60, "tsm_mobilenetv2": 30, "tsm_mobilenetv2_online": 30}
 THREADS = 1
 
 
@@ -90,10 +93,16 @@ def student(request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFac
         ref = model(torch.from_numpy(x)).numpy()
     assert (ref.argmax(1) == y).mean() >= 0.75, f"{name} did not learn; the INT8 tests would test near-ties"
     calib = [c[None] for c in _clips(32, np.random.default_rng(2), shape)[0]]
-    return {"name": name, "shape": shape, "root": root, "model": model, "onnx": onnx_path, "x": x, "ref": ref,
-            "fp32_ir": build_openvino_fp32(onnx_path, root / "openvino_fp32"),
-            "int8_ir": build_openvino_int8(onnx_path, calib, root / "openvino_int8", subset_size=len(calib)),
-            "qdq": build_qdq_int8(onnx_path, calib, root / "qdq" / "model.onnx", subset_size=len(calib))}
+    out = {"name": name, "shape": shape, "root": root, "model": model, "onnx": onnx_path, "x": x, "ref": ref,
+           "fp32_ir": build_openvino_fp32(onnx_path, root / "openvino_fp32"),
+           "int8_ir": build_openvino_int8(onnx_path, calib, root / "openvino_int8", subset_size=len(calib)),
+           "qdq": build_qdq_int8(onnx_path, calib, root / "qdq" / "model.onnx", subset_size=len(calib))}
+    if name in streaming_models():  # the INT8 step IR, built by the engines stage's row builder in a run layout
+        export_step_onnx(model, (shape[0], *shape[2:]), root / "export" / "student_kd_step.onnx", window=shape[1])
+        row = get_engine("openvino_int8_stream")
+        out["int8_step"] = row.builder()(BuildContext(row, "student_kd", root, onnx_path, {}, options=None,
+                                                     calibration=np.concatenate(calib), parity_clips=x[:16]))
+    return out
 
 
 def test_onnx_export_parity(student: dict) -> None:
@@ -113,10 +122,21 @@ def test_openvino_fp32_ir_matches_pytorch(student: dict) -> None:
     assert engine.describe()["precision"] == "fp32" and engine.describe()["inference_precision_hint"] == "f32"
 
 
-@pytest.mark.parametrize("engine_kind", ["openvino_int8", "onnxruntime_int8"])
+@pytest.mark.parametrize("engine_kind", ["openvino_int8", "onnxruntime_int8", "openvino_int8_stream"])
 def test_int8_engines_agree_with_fp32(student: dict, engine_kind: str) -> None:
-    engine = (OpenVinoEngine(student["int8_ir"], threads=THREADS, name=engine_kind) if engine_kind == "openvino_int8"
-              else OnnxRuntimeEngine(student["qdq"], threads=THREADS, name=engine_kind))
+    """Each INT8 engine against the FP32 PyTorch logits, within the module's INT8 bounds; the
+    streaming INT8 step (online TSM only) streams every clip frame by frame from the zero state,
+    so its quantizers also meet the carried shift buffers, calibrated on streamed frames."""
+    if engine_kind == "openvino_int8_stream":
+        if "int8_step" not in student:
+            pytest.skip(f"{student['name']} does not stream")
+        assert student["int8_step"]["parity"]["n_clips"] == 16  # the builder streamed the parity clips through both
+        engine = get_engine(engine_kind).loader()(Path(student["int8_step"]["artifact"]), threads=THREADS,
+                                                  name=engine_kind)
+    elif engine_kind == "openvino_int8":
+        engine = OpenVinoEngine(student["int8_ir"], threads=THREADS, name=engine_kind)
+    else:
+        engine = OnnxRuntimeEngine(student["qdq"], threads=THREADS, name=engine_kind)
     assert engine.describe()["precision"] == "int8"
     ref, got = student["ref"], engine.infer(student["x"])
     assert got.shape == ref.shape
@@ -135,7 +155,7 @@ def test_int8_note_on_grouped_and_depthwise_3d_convolutions(student: dict) -> No
     depthwise convolutions are 2D and get none. Which way the times go is the machine's business:
     only the structure of the measurement is asserted."""
     found = find_grouped_conv3d(student["model"], student["shape"])
-    if student["name"] == "tsm_mobilenetv2":
+    if student["name"].startswith("tsm_"):
         assert found.layers == 0 and int8_note(found, None) == ""
         return
     assert (found.layers, found.depthwise) == (27, 27) and 0 < found.share < 0.5

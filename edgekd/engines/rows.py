@@ -167,6 +167,84 @@ def build_openvino_fp32_stream(ctx: BuildContext) -> dict[str, Any]:
     return {"status": "built", "artifact": str(xml), "parity": parity}
 
 
+def build_openvino_int8_stream(ctx: BuildContext) -> dict[str, Any]:
+    """NNCF INT8 IR of the per-frame step graph. A step's inputs are a frame and the carried shift
+    buffers, so calibration streams training clips through the FP32 step ONNX (ONNX Runtime) and
+    records every frame's inputs, state included: the quantizers see the state a running stream
+    carries, not zeros. Checked like :func:`build_openvino_fp32_stream`, against the FP32 step
+    ONNX on the parity clips (running means of the streamed frames); an IR the CPU plugin cannot
+    run is removed and the row skipped with the plugin's message, as for the clip INT8 IR."""
+    import shutil
+
+    import openvino as ov
+
+    from edgekd.engines.openvino_engine import _save_ir, quantize_int8
+    from edgekd.runtime.online import FrameStream, load_step, step_spec_path
+
+    step_onnx = ctx.artifact("onnxruntime_fp32_stream")
+    if not step_onnx.is_file():
+        raise EngineSkipped(f"{ctx.model} has no per-frame step graph ({step_onnx.name}): export writes one only "
+                            "for models that stream (edgekd.models.streaming_models()) unless export.streaming is false")
+    calib = ctx.require_calibration()
+    samples = _step_calibration(step_onnx, calib[:_STEP_CALIBRATION_CLIPS])
+    model = ov.convert_model(str(step_onnx))
+    quantized, kept_fp32 = quantize_int8(model, samples, what=str(step_onnx))
+    xml = _save_ir(quantized, ctx.out.parent, metadata={
+        "source_step_onnx": str(step_onnx), "precision": "int8", "preset": "performance", "target_device": "CPU",
+        "calibration_frames": len(samples), "kept_fp32": kept_fp32})
+    shutil.copy2(step_spec_path(step_onnx), step_spec_path(xml))
+    clips = ctx.parity_clips if ctx.parity_clips is not None else calib[:8]
+    means = []
+    try:
+        for backend, path in (("onnxruntime", step_onnx), ("openvino", xml)):
+            stream = FrameStream(load_step(backend, path, batch=len(clips)), batch=len(clips))
+            for t in range(clips.shape[2]):
+                mean = stream.push(np.ascontiguousarray(clips[:, :, t]))
+            means.append(mean.astype(np.float64))
+    except RuntimeError as exc:
+        shutil.rmtree(xml.parent)
+        reason = str(exc).strip().splitlines()
+        raise EngineSkipped(f"the OpenVINO CPU plugin cannot run the INT8 step IR of {ctx.model}: "
+                            f"{' '.join(line.strip() for line in reason[-2:])}") from exc
+    parity = {"n_clips": len(clips), "frames": int(clips.shape[2]),
+              "max_abs_delta": float(np.abs(means[0] - means[1]).max()),
+              "top1_agreement": float(np.mean(means[0].argmax(1) == means[1].argmax(1))),
+              "compared": "running mean of the streamed frames, INT8 step IR (OpenVINO CPU) vs the FP32 step ONNX "
+                          "(ONNX Runtime CPU)"}
+    write_json(xml.parent / "engine.json", {
+        **ctx.sidecar, "backend": "openvino", "precision": "int8", "model": xml.name, "mode": "stream",
+        "step_spec": step_spec_path(xml).name, "source_step_onnx": str(step_onnx),
+        "source_step_onnx_sha256": sha256_file(step_onnx),
+        "calibration": {"subset": "train", "clips": min(len(calib), _STEP_CALIBRATION_CLIPS),
+                        "frames": len(samples), "tool": "nncf.quantize"},
+        "parity_vs_fp32_step_onnx": parity})
+    print(f"[engines] {ctx.model} OpenVINO INT8 step IR: top-1 agreement with the FP32 step ONNX "
+          f"{parity['top1_agreement']:.3f} on {parity['n_clips']} streamed clips")
+    return {"status": "built", "artifact": str(xml), "parity": parity}
+
+
+# training clips streamed for the INT8 step's calibration: every one of their frames is a sample
+# (at T = 16, 32 clips give 512 frames, each with the state the frames before it left)
+_STEP_CALIBRATION_CLIPS = 32
+
+
+def _step_calibration(step_onnx: Path, clips: np.ndarray) -> list[dict[str, np.ndarray]]:
+    """Every frame of ``clips`` streamed one clip at a time through the FP32 step ONNX, as the
+    step's input dict (frame and carried state, by input name) at that frame."""
+    from edgekd.runtime.online import load_step
+
+    step = load_step("onnxruntime", step_onnx, batch=1)
+    spec = step.spec
+    samples = []
+    for clip in clips:
+        state = spec.initial_state(1)
+        for t in range(clip.shape[1]):
+            frame = np.ascontiguousarray(clip[None, :, t], dtype=np.float32)
+            samples.append({spec.frame: frame, **{s.input: a for s, a in zip(spec.state, state)}})
+            _, state = step.run(frame, state)
+    return samples
+
+
 def build_onnx_fp16(ctx: BuildContext) -> dict[str, Any]:
     """FP16 ONNX (FP32 inputs and outputs, softmax and reductions FP32), written only if it agrees
     with the FP32 ONNX on ONNX Runtime CPU within FP16 rounding (``edgekd/engines/fp16.py``)."""
@@ -269,6 +347,12 @@ def load_openvino_stream(path: Path, *, threads: int, name: str) -> Engine:
     from edgekd.engines.streaming_engine import StreamingEngine
 
     return StreamingEngine("openvino", path, threads=threads, name=name)
+
+
+def load_openvino_int8_stream(path: Path, *, threads: int, name: str) -> Engine:
+    from edgekd.engines.streaming_engine import StreamingEngine
+
+    return StreamingEngine("openvino", path, threads=threads, name=name, precision="int8")
 
 
 def load_tensorrt(path: Path, *, threads: int, name: str) -> Engine:

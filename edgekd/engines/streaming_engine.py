@@ -29,10 +29,13 @@ class StreamingEngine(Engine):
     """``backend``'s runner of the step graph at ``path`` (its spec beside it), one per batch size.
 
     OpenVINO compiles the step with a static batch (see ``OpenVinoStep``), so a runner is made per
-    batch size seen; FP32 only, with the f32 precision hint read back and checked.
+    batch size seen, always with the f32 precision hint (read back and checked): ``precision`` names
+    the graph's own precision, ``int8`` for an NNCF-quantized step IR, whose quantized ops the CPU
+    plugin runs in 8-bit kernels under that hint, as for the clip INT8 IR.
     """
 
-    def __init__(self, backend: str, path: str | Path, *, threads: int | None = None, name: str | None = None) -> None:
+    def __init__(self, backend: str, path: str | Path, *, threads: int | None = None, name: str | None = None,
+                 precision: str = "fp32") -> None:
         if backend not in _BACKENDS:
             raise ValueError(f"StreamingEngine: backend must be one of {_BACKENDS}, got {backend!r}")
         self.path = Path(path)
@@ -40,9 +43,11 @@ class StreamingEngine(Engine):
             raise FileNotFoundError(f"step model not found: {self.path}")
         if threads is not None and threads < 1:
             raise ValueError(f"StreamingEngine for {self.path}: threads must be >= 1, got {threads}")
-        self.backend, self.threads = backend, threads
+        if precision not in ("fp32", "int8"):
+            raise ValueError(f"StreamingEngine for {self.path}: precision must be fp32 or int8, got {precision!r}")
+        self.backend, self.threads, self.precision = backend, threads, precision
         self.spec = StepSpec.load(step_spec_path(self.path))
-        self.name = name or f"{backend}_fp32_stream"
+        self.name = name or f"{backend}_{precision}_stream"
         self._streams: dict[int, FrameStream] = {}
         self._live = self._stream(1)
 
@@ -80,7 +85,7 @@ class StreamingEngine(Engine):
             "name": self.name,
             "backend": self.backend,
             "backend_version": runner["backend_version"],
-            "precision": "fp32",
+            "precision": self.precision,
             "inference_precision_hint": runner["inference_precision_hint"],
             "threads": runner["threads"],
             "device": "cpu",

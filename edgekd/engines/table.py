@@ -104,6 +104,10 @@ ENGINES: tuple[EngineRow, ...] = (
               "fp32", build=_R + "build_openvino_fp32_stream", bundle="cpu", available=_R + "openvino_status",
               stream_of="openvino_fp32", summary="OpenVINO IR of the per-frame step graph, f32, compiled with a static "
                                                 "batch, state carried between frames"),
+    EngineRow("openvino_int8_stream", "openvino", "int8", _IR % "openvino_int8_stream", _R + "load_openvino_int8_stream",
+              "int8", build=_R + "build_openvino_int8_stream", available=_R + "openvino_int8_status",
+              stream_of="openvino_int8", summary="NNCF post-training INT8 IR of the per-frame step graph, calibrated "
+                                                "on frames and carried state of streamed training clips"),
     EngineRow("tensorrt_fp32", "tensorrt", "fp32", _PLAN % "tensorrt_fp32", _R + "load_tensorrt", "fp32",
               build=_R + "build_tensorrt", edge=True, bundle="jetson", available=_R + "tensorrt_row_status",
               summary="TensorRT plan from the FP32 ONNX"),
