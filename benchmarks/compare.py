@@ -5,6 +5,8 @@
 - ``bench_train_step.py`` results: speed-ups over the fp32 row of the same model.
 - ``bench_streaming.py`` results: per backend and thread count, one streamed frame over one
   recomputed T-frame clip (the cost per new frame of each way of classifying a stream).
+- ``bench_edge_students.py`` results: per input size, each edge student's INT8 latency over the
+  C3D student's.
 """
 
 from __future__ import annotations
@@ -77,6 +79,27 @@ def streaming_table(data: dict[str, Any]) -> str:
     return "\n".join(lines)
 
 
+def edge_table(data: dict[str, Any]) -> str:
+    """Per spatial size: each edge case's INT8 median over the C3D student's (16 frames, same size,
+    same session), against the edge issue's target of at most 1/3."""
+    sizes: dict[tuple[int, int], dict[str, dict[str, Any]]] = defaultdict(dict)
+    for b in data["benchmarks"]:
+        ex = b["extra_info"]
+        if ex.get("kind") == "edge_student":
+            sizes[tuple(ex["size"])][ex["case"]] = {**ex, **b["stats"]}
+    lines = ["| size | case | GMAC per call | median ms | vs c3d_student T16 | target 1/3 |",
+             "| --- | --- | --- | --- | --- | --- |"]
+    for (h, w), cases in sorted(sizes.items()):
+        base = cases.get("c3d_student T16", {}).get("median")
+        for label, r in cases.items():
+            ratio = r["median"] / base if base else None
+            verdict = "-" if ratio is None or label.startswith("c3d") else ("met" if ratio <= 1 / 3 else "missed")
+            per = " (per frame)" if r["mode"] == "stream" else ""
+            lines.append(f"| {h}x{w} | {label} | {r['gmacs_per_call']:.3f}{per} | {r['median'] * 1e3:.2f} | "
+                         f"{f'{ratio:.2f}' if ratio is not None else '-'} | {verdict} |")
+    return "\n".join(lines)
+
+
 def main(path: str) -> None:
     with open(path) as f:
         data = json.load(f)
@@ -93,6 +116,11 @@ def main(path: str) -> None:
         info = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "streaming")
         print(f"streaming vs recomputing the clip per frame, input {info['input']} (C, T, H, W), batch 1")
         print(streaming_table(data))
+    if "edge_student" in kinds:
+        info = next(b["extra_info"] for b in data["benchmarks"] if b["extra_info"].get("kind") == "edge_student")
+        print(f"edge students, OpenVINO INT8, batch 1, {info['threads_requested']} thread(s) requested "
+              f"(stream: one more frame of a running stream, T = 16 window)")
+        print(edge_table(data))
     if "train_step" in kinds:
         print(train_step_table(data))
 
