@@ -137,6 +137,20 @@ def test_a_model_that_streams_ships_its_step_model(tmp_path: Path) -> None:
     assert jetson.manifest["stream"]["backend"] == "onnxruntime"
     assert {"model/stream/model.onnx", "model/stream/model.json"} <= set(jetson.manifest["files"])
     assert (jetson.directory / "model/stream/model.onnx").read_bytes() == (run / "export/student_kd_step.onnx").read_bytes()
+    # an int8 cpu bundle streams with the INT8 step IR when its row was built, else with the FP32 one and says so.
+    # Pack only selects and copies: the IRs are stand-ins copied from the FP32 ones (the INT8 builders are tested
+    # in test_engines_students.py; at this 16x16 crop OpenVINO 2026.4 cannot run TSM's INT8 IR)
+    engines = run / "engines" / "student_kd"
+    shutil.copytree(engines / "openvino_fp32", engines / "openvino_int8")
+    fell_back = pack_bundle(run, target="cpu", precision="int8", out=tmp_path / "cpu_int8_fp32_step")
+    assert fell_back.manifest["stream"]["engine_row"] == "openvino_fp32_stream"
+    assert fell_back.manifest["stream"]["precision"] == "fp32"
+    assert "openvino_int8_stream was not built" in fell_back.manifest["stream_note"]
+    shutil.copytree(engines / "openvino_fp32_stream", engines / "openvino_int8_stream")
+    int8 = pack_bundle(run, target="cpu", precision="int8", out=tmp_path / "cpu_int8")
+    assert int8.manifest["stream"]["engine_row"] == "openvino_int8_stream"
+    assert int8.manifest["stream"]["precision"] == "int8" and "stream_note" not in int8.manifest
+    assert "stream_note" not in pack_bundle(run, target="cpu", out=tmp_path / "cpu2").manifest  # fp32: the FP32 step
     # exported, not built for this target: the manifest says so
     bare = make_stream_run(tmp_path / "bare", build_step_ir=False)
     res = pack_bundle(bare, target="cpu", out=tmp_path / "bare_cpu")

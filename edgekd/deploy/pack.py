@@ -13,8 +13,8 @@ every file and the versions it was made with. Nothing else from edgekd is needed
 
 A model that streams (the online TSM) also ships its per-frame step model, under ``model/stream/``
 with its step spec, named by the manifest's ``stream`` entry (the runtime's ``--stream``): on ``cpu``
-the OpenVINO step IR (row ``openvino_fp32_stream``), on ``jetson`` the step ONNX, which the device
-runs with ONNX Runtime. A run whose export wrote a step graph but whose target row was not built
+the OpenVINO step IR (row ``openvino_int8_stream`` in an int8 bundle when it was built, else
+``openvino_fp32_stream``), on ``jetson`` the step ONNX, which the device runs with ONNX Runtime. A run whose export wrote a step graph but whose target row was not built
 gets a ``stream_missing`` line in the manifest saying what to build, not a silent omission.
 
 Refuses stale inputs: the engines' sidecars must name the sha256 of the run's current ONNX export.
@@ -34,7 +34,7 @@ from typing import Any
 import onnx
 
 from edgekd import __version__
-from edgekd.engines.table import EngineRow, bundle_rows, bundle_stream_row, get_engine
+from edgekd.engines.table import EngineRow, bundle_rows, bundle_stream_rows, get_engine
 from edgekd.runtime import RUNTIME_FILES
 from edgekd.runtime.bundle import BUNDLE_FORMAT, MANIFEST, hash_tree, load_bundle
 from edgekd.runtime.preprocess import PreprocessSpec
@@ -83,7 +83,7 @@ def pack_bundle(run_dir: str | Path, *, target: str, precision: str | None = Non
             model_entry, built_with = _stage_cpu(tmp, run_dir, model, row, onnx_path)
         else:
             model_entry, built_with = _stage_jetson(tmp, run_dir, model, row, onnx_path)
-        stream = _stage_stream(tmp, run_dir, model, target, onnx_path)
+        stream = _stage_stream(tmp, run_dir, model, target, precision, onnx_path)
         write_json(tmp / "preprocess.json", spec.to_dict())
         write_json(tmp / "labels.json", list(classes))
         pkg = tmp / "edgekd_runtime"
@@ -165,15 +165,21 @@ def _stage_jetson(tmp: Path, run_dir: Path, model: str, row: EngineRow, onnx_pat
     return entry, {"onnx_opset": str(next((o.version for o in onnx.load(str(onnx_path), load_external_data=False).opset_import if o.domain in ("", "ai.onnx")), ""))}
 
 
-def _stage_stream(tmp: Path, run_dir: Path, model: str, target: str, onnx_path: Path) -> dict[str, Any]:
+def _stage_stream(tmp: Path, run_dir: Path, model: str, target: str, precision: str, onnx_path: Path) -> dict[str, Any]:
     """The target's step model into ``model/stream/`` -> ``{"stream": entry}``; ``{}`` for a model
-    that does not stream; ``{"stream_missing": why}`` when it streams but the row was not built."""
+    that does not stream; ``{"stream_missing": why}`` when it streams but no step row was built.
+    The step in the bundle's precision when its row was built (``openvino_int8_stream`` for a cpu
+    int8 bundle), else the FP32 step, with ``stream_note`` saying which row was missing."""
     from edgekd.runtime.online import StepSpec, step_spec_path
 
-    row = bundle_stream_row(target)
+    rows = bundle_stream_rows(target)
     step_onnx = get_engine("onnxruntime_fp32_stream").path(run_dir, model)
-    if row is None or not step_onnx.is_file():
+    if not rows or not step_onnx.is_file():
         return {}
+    wanted = rows.get(precision, rows["fp32"])
+    row = wanted if wanted.path(run_dir, model).is_file() else rows["fp32"]
+    note = {} if row is wanted else {"stream_note": f"{wanted.name} was not built ({wanted.path(run_dir, model)} is "
+                                                    f"missing): the bundle streams with {row.name}"}
     src = row.path(run_dir, model)
     if not src.is_file():
         return {"stream_missing": f"{step_onnx.name} was exported but {row.name} was not built ({src} is missing): "
@@ -193,8 +199,9 @@ def _stage_stream(tmp: Path, run_dir: Path, model: str, target: str, onnx_path: 
     shutil.copy2(step_spec_path(src), step_spec_path(dest / name))
     spec = StepSpec.load(step_spec_path(dest / name))
     rel = f"model/stream/{name}"
-    return {"stream": {"backend": row.backend, "file": rel, "spec": step_spec_path(rel).as_posix(), "precision": "fp32",
-                       "window": spec.window, "state_tensors": len(spec.state), "engine_row": row.name}}
+    return {"stream": {"backend": row.backend, "file": rel, "spec": step_spec_path(rel).as_posix(),
+                       "precision": row.precision, "window": spec.window, "state_tensors": len(spec.state),
+                       "engine_row": row.name}, **note}
 
 
 def _ship_onnx(tmp: Path, run_dir: Path, model: str, row_name: str, stem: str, onnx_path: Path) -> str:

@@ -21,7 +21,7 @@ from pathlib import Path
 from types import MappingProxyType
 from typing import Any
 
-__all__ = ["ENGINES", "ENGINE_NAMES", "EngineRow", "bundle_rows", "bundle_stream_row", "engine_name_errors", "get_engine"]
+__all__ = ["ENGINES", "ENGINE_NAMES", "EngineRow", "bundle_rows", "bundle_stream_rows", "engine_name_errors", "get_engine"]
 
 
 @dataclass(frozen=True)
@@ -105,7 +105,7 @@ ENGINES: tuple[EngineRow, ...] = (
               stream_of="openvino_fp32", summary="OpenVINO IR of the per-frame step graph, f32, compiled with a static "
                                                 "batch, state carried between frames"),
     EngineRow("openvino_int8_stream", "openvino", "int8", _IR % "openvino_int8_stream", _R + "load_openvino_int8_stream",
-              "int8", build=_R + "build_openvino_int8_stream", available=_R + "openvino_int8_status",
+              "int8", build=_R + "build_openvino_int8_stream", bundle="cpu", available=_R + "openvino_int8_status",
               stream_of="openvino_int8", summary="NNCF post-training INT8 IR of the per-frame step graph, calibrated "
                                                 "on frames and carried state of streamed training clips"),
     EngineRow("tensorrt_fp32", "tensorrt", "fp32", _PLAN % "tensorrt_fp32", _R + "load_tensorrt", "fp32",
@@ -165,9 +165,10 @@ def bundle_rows(target: str) -> dict[str, EngineRow]:
     return {r.precision: r for r in ENGINES if r.bundle == target and r.stream_of is None}
 
 
-def bundle_stream_row(target: str) -> EngineRow | None:
-    """The streaming row ``edgekd pack --target target`` ships beside the clip model, when built."""
-    return next((r for r in ENGINES if r.bundle == target and r.stream_of is not None), None)
+def bundle_stream_rows(target: str) -> dict[str, EngineRow]:
+    """``{precision: row}`` of the per-frame step models ``edgekd pack --target target`` can ship
+    beside the clip model (the bundle's precision when built, else its FP32 one)."""
+    return {r.precision: r for r in ENGINES if r.bundle == target and r.stream_of is not None}
 
 
 def _check_table() -> None:
