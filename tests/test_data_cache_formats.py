@@ -15,6 +15,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _video import write_mjpg
 
 import edgekd.data.cache as cache_mod
 from edgekd.data.cache import CACHE_FORMAT_VERSION, FrameCache
@@ -56,12 +57,7 @@ def textured_frames(n: int = N, seed: int = 0) -> np.ndarray:
 
 
 def write_video(path: Path, frames_rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (W, H))
-    for f in frames_rgb:
-        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    w.release()
-    return path
+    return write_mjpg(path, frames_rgb)
 
 
 @pytest.fixture

@@ -9,6 +9,7 @@ import cv2
 import numpy as np
 import pytest
 import torch
+from _video import write_mjpg
 
 from edgekd.data.augment import draw_clip
 from edgekd.data.cache import FrameCache
@@ -30,12 +31,7 @@ def shifting_frames(n: int = 6, dx: int = 2, seed: int = 0) -> np.ndarray:
 
 
 def write_avi(path: Path, frames_rgb: np.ndarray) -> Path:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    w = cv2.VideoWriter(str(path), cv2.VideoWriter_fourcc(*"MJPG"), 25.0, (W, H))
-    for f in frames_rgb:
-        w.write(cv2.cvtColor(f, cv2.COLOR_RGB2BGR))
-    w.release()
-    return path
+    return write_mjpg(path, frames_rgb)
 
 
 def test_code_maps_bounds_and_round_trips() -> None:
