@@ -13,11 +13,23 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from test_models_x3d import calibrate_bn, ramp_clip, ramp_fill  # deterministic weights, clips (tests/ is on sys.path)
+from _contract import check_feature_tap
+from test_models_x3d import (  # deterministic weights, clips (tests/ is on sys.path)
+    calibrate_bn,
+    ramp_clip,
+    ramp_fill,
+)
 
 from edgekd.models import build_model, list_models
 from edgekd.models.complexity import count_macs, count_params
-from edgekd.models.tsm import TSM, StreamingTSM, TSMStep, mmaction2_state_dict, temporal_shift, temporal_shift_step
+from edgekd.models.tsm import (
+    TSM,
+    StreamingTSM,
+    TSMStep,
+    mmaction2_state_dict,
+    temporal_shift,
+    temporal_shift_step,
+)
 
 FIXTURE = json.loads((Path(__file__).parent / "fixtures" / "mmaction2_tsm.json").read_text())
 TSMS = ["tsm_mobilenetv2", "tsm_mobilenetv2_online", "tsm_resnet50"]
@@ -288,18 +300,8 @@ def test_factory_takes_the_common_arguments_and_declares_its_taps(name):
 def test_features_tap_equals_head_input_and_forward(name, width):
     m = build_model(name, num_classes=5, input_size=SIZE, width_mult=width, in_channels=2).eval()
     x = torch.randn(2, 2, *SIZE)
-    seen: dict[str, torch.Tensor] = {}
-    tap = m.get_submodule(m.feature_path).register_forward_hook(lambda mod, i, o: seen.setdefault("f", o.clone()))
-    head_in = m.get_submodule(m.head_path).register_forward_pre_hook(lambda mod, i: seen.setdefault("h", i[0].clone()))
-    with torch.no_grad():
-        logits = m(x)
-        feats = m.forward_features(x)
-    tap.remove()
-    head_in.remove()
-    assert logits.shape == (2, 5) and feats.shape == (2, m.feature_dim) and torch.isfinite(logits).all()
-    assert torch.equal(seen["f"].flatten(1), seen["h"])
-    assert torch.equal(feats, seen["h"])
-    assert torch.allclose(m.get_submodule(m.head_path)(feats), logits)
+    logits, feats = check_feature_tap(m, x)
+    assert logits.shape == (2, 5) and feats.shape == (2, m.feature_dim)
 
 
 @pytest.mark.parametrize("name, width", [("tsm_mobilenetv2_online", 0.5), ("tsm_resnet50", 0.125)])

@@ -13,6 +13,7 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
+from _contract import check_feature_tap
 
 from edgekd.models import build_model, list_models
 from edgekd.models.complexity import count_macs, count_params
@@ -182,18 +183,8 @@ def test_features_tap_equals_head_input_and_forward():
     size = (4, 32, 32)
     m = build_model("x3d_s", num_classes=5, input_size=size, width_mult=0.25, in_channels=2).eval()
     x = torch.randn(2, 2, *size)
-    seen: dict[str, torch.Tensor] = {}
-    tap = m.get_submodule(m.feature_path).register_forward_hook(lambda mod, i, o: seen.setdefault("f", o.clone()))
-    head_in = m.get_submodule(m.head_path).register_forward_pre_hook(lambda mod, i: seen.setdefault("h", i[0].clone()))
-    with torch.no_grad():
-        logits = m(x)
-        feats = m.forward_features(x)
-    tap.remove()
-    head_in.remove()
-    assert logits.shape == (2, 5) and feats.shape == (2, m.feature_dim) and torch.isfinite(logits).all()
-    assert torch.equal(seen["f"].flatten(1), seen["h"])
-    assert torch.equal(feats, seen["h"])
-    assert torch.allclose(m.get_submodule(m.head_path)(feats), logits)
+    logits, feats = check_feature_tap(m, x)
+    assert logits.shape == (2, 5) and feats.shape == (2, m.feature_dim)
 
 
 @pytest.mark.parametrize("size", [(4, 32, 32), (1, 33, 47), (13, 64, 64)])
