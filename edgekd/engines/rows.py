@@ -139,25 +139,14 @@ def build_openvino_fp32_stream(ctx: BuildContext) -> dict[str, Any]:
     import shutil
 
     from edgekd.engines.openvino_engine import build_openvino_fp32 as build
-    from edgekd.runtime.online import FrameStream, load_step, step_spec_path
+    from edgekd.runtime.online import step_spec_path
 
-    step_onnx = ctx.artifact("onnxruntime_fp32_stream")
-    if not step_onnx.is_file():
-        raise EngineSkipped(f"{ctx.model} has no per-frame step graph ({step_onnx.name}): export writes one only "
-                            "for models that stream (edgekd.models.streaming_models()) unless export.streaming is false")
+    step_onnx = _step_onnx(ctx)
     xml = build(step_onnx, ctx.out.parent)
     shutil.copy2(step_spec_path(step_onnx), step_spec_path(xml))
     clips = ctx.parity_clips if ctx.parity_clips is not None else ctx.require_calibration()[:8]
-    means = []
-    for backend, path in (("onnxruntime", step_onnx), ("openvino", xml)):
-        stream = FrameStream(load_step(backend, path, batch=len(clips)), batch=len(clips))
-        for t in range(clips.shape[2]):
-            mean = stream.push(np.ascontiguousarray(clips[:, :, t]))
-        means.append(mean.astype(np.float64))
-    parity = {"n_clips": len(clips), "frames": int(clips.shape[2]),
-              "max_abs_delta": float(np.abs(means[0] - means[1]).max()),
-              "top1_agreement": float(np.mean(means[0].argmax(1) == means[1].argmax(1))),
-              "compared": "running mean of the streamed frames, OpenVINO IR vs the step ONNX in ONNX Runtime"}
+    parity = _stream_parity(step_onnx, xml, clips, "running mean of the streamed frames, OpenVINO IR vs the step ONNX "
+                                                   "in ONNX Runtime")
     write_json(xml.parent / "engine.json", {
         **ctx.sidecar, "backend": "openvino", "precision": "fp32", "model": xml.name, "mode": "stream",
         "step_spec": step_spec_path(xml).name, "source_step_onnx": str(step_onnx),
@@ -179,12 +168,9 @@ def build_openvino_int8_stream(ctx: BuildContext) -> dict[str, Any]:
     import openvino as ov
 
     from edgekd.engines.openvino_engine import _save_ir, quantize_int8
-    from edgekd.runtime.online import FrameStream, load_step, step_spec_path
+    from edgekd.runtime.online import step_spec_path
 
-    step_onnx = ctx.artifact("onnxruntime_fp32_stream")
-    if not step_onnx.is_file():
-        raise EngineSkipped(f"{ctx.model} has no per-frame step graph ({step_onnx.name}): export writes one only "
-                            "for models that stream (edgekd.models.streaming_models()) unless export.streaming is false")
+    step_onnx = _step_onnx(ctx)
     calib = ctx.require_calibration()
     samples = _step_calibration(step_onnx, calib[:_STEP_CALIBRATION_CLIPS])
     model = ov.convert_model(str(step_onnx))
@@ -194,23 +180,14 @@ def build_openvino_int8_stream(ctx: BuildContext) -> dict[str, Any]:
         "calibration_frames": len(samples), "kept_fp32": kept_fp32})
     shutil.copy2(step_spec_path(step_onnx), step_spec_path(xml))
     clips = ctx.parity_clips if ctx.parity_clips is not None else calib[:8]
-    means = []
     try:
-        for backend, path in (("onnxruntime", step_onnx), ("openvino", xml)):
-            stream = FrameStream(load_step(backend, path, batch=len(clips)), batch=len(clips))
-            for t in range(clips.shape[2]):
-                mean = stream.push(np.ascontiguousarray(clips[:, :, t]))
-            means.append(mean.astype(np.float64))
+        parity = _stream_parity(step_onnx, xml, clips, "running mean of the streamed frames, INT8 step IR (OpenVINO "
+                                                       "CPU) vs the FP32 step ONNX (ONNX Runtime CPU)")
     except RuntimeError as exc:
         shutil.rmtree(xml.parent)
         reason = str(exc).strip().splitlines()
         raise EngineSkipped(f"the OpenVINO CPU plugin cannot run the INT8 step IR of {ctx.model}: "
                             f"{' '.join(line.strip() for line in reason[-2:])}") from exc
-    parity = {"n_clips": len(clips), "frames": int(clips.shape[2]),
-              "max_abs_delta": float(np.abs(means[0] - means[1]).max()),
-              "top1_agreement": float(np.mean(means[0].argmax(1) == means[1].argmax(1))),
-              "compared": "running mean of the streamed frames, INT8 step IR (OpenVINO CPU) vs the FP32 step ONNX "
-                          "(ONNX Runtime CPU)"}
     write_json(xml.parent / "engine.json", {
         **ctx.sidecar, "backend": "openvino", "precision": "int8", "model": xml.name, "mode": "stream",
         "step_spec": step_spec_path(xml).name, "source_step_onnx": str(step_onnx),
@@ -231,18 +208,43 @@ _STEP_CALIBRATION_CLIPS = 32
 def _step_calibration(step_onnx: Path, clips: np.ndarray) -> list[dict[str, np.ndarray]]:
     """Every frame of ``clips`` streamed one clip at a time through the FP32 step ONNX, as the
     step's input dict (frame and carried state, by input name) at that frame."""
-    from edgekd.runtime.online import load_step
+    from edgekd.runtime.online import FrameStream, load_step
 
-    step = load_step("onnxruntime", step_onnx, batch=1)
-    spec = step.spec
+    stream = FrameStream(load_step("onnxruntime", step_onnx, batch=1))
+    spec = stream.spec
     samples = []
     for clip in clips:
-        state = spec.initial_state(1)
+        stream.reset()
         for t in range(clip.shape[1]):
             frame = np.ascontiguousarray(clip[None, :, t], dtype=np.float32)
-            samples.append({spec.frame: frame, **{s.input: a for s, a in zip(spec.state, state)}})
-            _, state = step.run(frame, state)
+            samples.append({spec.frame: frame, **{s.input: a for s, a in zip(spec.state, stream.state)}})
+            stream.push(frame)
     return samples
+
+
+def _step_onnx(ctx: BuildContext) -> Path:
+    """The model's exported step graph, or a skip saying why a model has none."""
+    step_onnx = ctx.artifact("onnxruntime_fp32_stream")
+    if not step_onnx.is_file():
+        raise EngineSkipped(f"{ctx.model} has no per-frame step graph ({step_onnx.name}): export writes one only "
+                            "for models that stream (edgekd.models.streaming_models()) unless export.streaming is false")
+    return step_onnx
+
+
+def _stream_parity(step_onnx: Path, xml: Path, clips: np.ndarray, compared: str) -> dict[str, Any]:
+    """``clips`` streamed frame by frame through the step ONNX (ONNX Runtime) and the step IR
+    (OpenVINO); the running means after the last frame compared."""
+    from edgekd.runtime.online import FrameStream, load_step
+
+    means = []
+    for backend, path in (("onnxruntime", step_onnx), ("openvino", xml)):
+        stream = FrameStream(load_step(backend, path, batch=len(clips)), batch=len(clips))
+        for t in range(clips.shape[2]):
+            mean = stream.push(np.ascontiguousarray(clips[:, :, t]))
+        means.append(mean.astype(np.float64))
+    return {"n_clips": len(clips), "frames": int(clips.shape[2]),
+            "max_abs_delta": float(np.abs(means[0] - means[1]).max()),
+            "top1_agreement": float(np.mean(means[0].argmax(1) == means[1].argmax(1))), "compared": compared}
 
 
 def build_onnx_fp16(ctx: BuildContext) -> dict[str, Any]:
